@@ -1,0 +1,259 @@
+"""Qwen2-VL with a Whisper audio encoder grafted on.
+
+audio -> `audio_tower` (transformers' `WhisperEncoder`) -> `audio_projector` -> the embeddings of
+the `<|AUDIO|>` placeholders of the prompt -> the Qwen2-VL language model. Images and video go
+through the inherited vision path unchanged, so one prompt may hold images, audio and text.
+"""
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.models.qwen2_vl.modeling_qwen2_vl import (
+    Qwen2VisionTransformerPretrainedModel,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLModel,
+    Qwen2VLPreTrainedModel,
+    Qwen2VLTextModel,
+)
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from .configuration_qwen2_audio_graft import HOP_LENGTH, Qwen2AudioGraftConfig, num_audio_tokens
+from .pipeline_qwen2_audio_graft import Qwen2AudioGraftASRPipeline  # noqa: F401  (ships the pipeline file)
+
+
+class Qwen2AudioGraftProjector(nn.Module):
+    """Stacks `audio_downsample` consecutive encoder frames and maps them to the LLM width."""
+
+    def __init__(self, config: Qwen2AudioGraftConfig):
+        super().__init__()
+        self.audio_downsample = config.audio_downsample
+        in_features = config.audio_config.d_model * config.audio_downsample
+        hidden_size = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(in_features, hidden_size)
+        if config.projector_type == "mlp":
+            self.act = ACT2FN["gelu"]
+            self.linear_2 = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        windows, frames, width = encoder_states.shape
+        # Zero-pad the frame axis to a multiple of the downsample factor; only tokens made of
+        # real audio are kept afterwards, so the padding never reaches the LLM.
+        pad = -frames % self.audio_downsample
+        if pad:
+            encoder_states = nn.functional.pad(encoder_states, (0, 0, 0, pad))
+        # (windows, frames, width) -> (windows, frames / k, k * width)
+        stacked = encoder_states.reshape(windows, -1, self.audio_downsample * width)
+        hidden = self.linear_1(stacked)
+        if hasattr(self, "linear_2"):
+            hidden = self.linear_2(self.act(hidden))
+        return hidden
+
+
+class Qwen2AudioGraftPreTrainedModel(Qwen2VLPreTrainedModel):
+    config_class = Qwen2AudioGraftConfig
+    config: Qwen2AudioGraftConfig
+    input_modalities = ("audio", "image", "video", "text")
+    _no_split_modules = ["Qwen2VLDecoderLayer", "Qwen2VLVisionBlock", "WhisperEncoderLayer"]
+
+
+class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
+    """`Qwen2VLModel` plus `audio_tower` and `audio_projector`.
+
+    `forward` additionally takes `input_features` (30 s Whisper windows of every clip in the
+    batch, in prompt order) and `input_features_mask` (which mel frames are real audio), and
+    writes the projected audio into the `<|AUDIO|>` positions before the parent runs.
+    """
+
+    def __init__(self, config: Qwen2AudioGraftConfig):
+        # Built here rather than through Qwen2VLModel.__init__ so the vision tower can be left out.
+        Qwen2VLPreTrainedModel.__init__(self, config)
+        self.visual = None
+        if config.use_vision_tower:
+            self.visual = Qwen2VisionTransformerPretrainedModel._from_config(config.vision_config)
+        self.language_model = Qwen2VLTextModel._from_config(config.text_config)
+        self.audio_tower = WhisperEncoder._from_config(config.audio_config)
+        self.audio_projector = Qwen2AudioGraftProjector(config)
+        self.rope_deltas = None
+        self.post_init()
+
+    def audio_token_lengths(self, input_features_mask: torch.Tensor) -> list[int]:
+        """Audio tokens each window contributes, from its count of real mel frames."""
+        mel_lengths = input_features_mask.sum(-1).tolist()
+        for index, mel_length in enumerate(mel_lengths):
+            if mel_length <= 0:
+                raise ValueError(f"input_features_mask row {index} marks no audio: every window must hold audio")
+        return [num_audio_tokens(int(n) * HOP_LENGTH, self.config.audio_downsample) for n in mel_lengths]
+
+    def get_audio_features(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> torch.Tensor:
+        """Encode Whisper windows and return the projected tokens of real audio only.
+
+        Args:
+            input_features: `(windows, num_mel_bins, 3000)` log-mel windows.
+            input_features_mask: `(windows, 3000)`, 1 for mel frames of real audio.
+        Returns:
+            `(sum of audio tokens over windows, hidden_size)`, windows in order.
+        """
+        expected_frames = 2 * self.config.audio_config.max_source_positions
+        mel_bins = self.config.audio_config.num_mel_bins
+        if input_features.ndim != 3 or input_features.shape[1:] != (mel_bins, expected_frames):
+            raise ValueError(
+                f"input_features must have shape (windows, {mel_bins}, {expected_frames}), "
+                f"got {tuple(input_features.shape)}"
+            )
+        if input_features_mask is None or tuple(input_features_mask.shape) != (input_features.shape[0], expected_frames):
+            got = None if input_features_mask is None else tuple(input_features_mask.shape)
+            raise ValueError(
+                f"input_features_mask must have shape ({input_features.shape[0]}, {expected_frames}), got {got}"
+            )
+        lengths = self.audio_token_lengths(input_features_mask)
+        input_features = input_features.to(self.audio_tower.conv1.weight.dtype)
+        encoder_states = self.audio_tower(input_features).last_hidden_state  # (windows, 1500, d_model)
+        tokens = self.audio_projector(encoder_states)  # (windows, ceil(1500 / k), hidden)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        keep = positions[None, :] < torch.tensor(lengths, device=tokens.device)[:, None]
+        return tokens[keep]
+
+    def get_audio_placeholder_mask(self, input_ids: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+        """`(batch, seq)` mask of `<|AUDIO|>` positions; raises if their count differs from the features'."""
+        mask = input_ids == self.config.audio_token_id
+        n_tokens, n_features = int(mask.sum()), audio_features.shape[0]
+        if n_tokens != n_features:
+            raise ValueError(
+                f"Audio features and <|AUDIO|> tokens do not match: the prompt holds {n_tokens} <|AUDIO|> "
+                f"tokens but the audio gives {n_features} features"
+            )
+        return mask
+
+    def forward(
+        self,
+        input_ids=None,
+        input_features=None,
+        input_features_mask=None,
+        inputs_embeds=None,
+        past_key_values=None,
+        pixel_values=None,
+        pixel_values_videos=None,
+        **kwargs,
+    ):
+        if self.visual is None and (pixel_values is not None or pixel_values_videos is not None):
+            raise ValueError("This model was built with use_vision_tower=False: it takes no images or video")
+        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+        if input_features is not None:
+            if input_ids is None:
+                raise ValueError("input_features need input_ids, to find the <|AUDIO|> positions")
+            if inputs_embeds is None:
+                inputs_embeds = self.get_input_embeddings()(input_ids)
+            audio_features = self.get_audio_features(input_features, input_features_mask)
+            mask = self.get_audio_placeholder_mask(input_ids, audio_features)
+            audio_features = audio_features.to(inputs_embeds.device, inputs_embeds.dtype)
+            inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), audio_features)
+        elif prefill and input_ids is not None:
+            n_tokens = int((input_ids == self.config.audio_token_id).sum())
+            if n_tokens:
+                raise ValueError(f"The prompt holds {n_tokens} <|AUDIO|> tokens but no input_features were given")
+        return super().forward(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            **kwargs,
+        )
+
+
+class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qwen2VLForConditionalGeneration):
+    """`Qwen2VLForConditionalGeneration` whose `forward`/`generate` also take `input_features` and
+    `input_features_mask`. `generate` accepts right- or left-padded batches (it left-pads inside)."""
+
+    def __init__(self, config: Qwen2AudioGraftConfig):
+        Qwen2VLPreTrainedModel.__init__(self, config)
+        self.model = Qwen2AudioGraftModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_audio_features(self, input_features, input_features_mask):
+        return self.model.get_audio_features(input_features, input_features_mask)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        pixel_values=None,
+        pixel_values_videos=None,
+        image_grid_thw=None,
+        video_grid_thw=None,
+        mm_token_type_ids=None,
+        logits_to_keep=0,
+        input_features=None,
+        input_features_mask=None,
+        **kwargs,
+    ):
+        # Named in full because `generate` validates its inputs against this signature. The
+        # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
+        if input_features is not None:
+            kwargs.update(input_features=input_features, input_features_mask=input_features_mask)
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            image_grid_thw=image_grid_thw,
+            video_grid_thw=video_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        if input_ids is not None and attention_mask is not None:
+            # Stable sort puts padding (0) before real tokens (1) and keeps each group's order:
+            # right padding becomes left padding, which decoder-only generation needs.
+            order = torch.argsort(attention_mask.to(torch.int8), dim=1, stable=True)
+            input_ids = input_ids.gather(1, order)
+            if kwargs.get("mm_token_type_ids") is not None:
+                kwargs["mm_token_type_ids"] = kwargs["mm_token_type_ids"].gather(1, order)
+            attention_mask = attention_mask.gather(1, order)
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        # Windows are laid out per clip, not per row, so the generic batch-axis repeat would pair
+        # rows with the wrong windows when a clip spans several windows: repeat each row's windows.
+        features = model_kwargs.pop("input_features", None)
+        features_mask = model_kwargs.pop("input_features_mask", None)
+        if features is not None and expand_size > 1:
+            index = self._windows_by_row(input_ids, features_mask, expand_size)
+            features, features_mask = features[index], features_mask[index]
+        expanded_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
+        if features is not None:
+            model_kwargs.update(input_features=features, input_features_mask=features_mask)
+        return expanded_ids, model_kwargs
+
+    def _windows_by_row(self, input_ids, features_mask, expand_size) -> torch.Tensor:
+        """Window indices with each row's windows repeated `expand_size` times, rows in order."""
+        window_tokens = self.model.audio_token_lengths(features_mask)
+        row_tokens = (input_ids == self.config.audio_token_id).sum(-1).tolist()
+        index, window = [], 0
+        for tokens in row_tokens:
+            first = window
+            while tokens > 0 and window < len(window_tokens):
+                tokens -= window_tokens[window]
+                window += 1
+            if tokens != 0:
+                raise ValueError("The <|AUDIO|> tokens of a row do not match whole audio windows")
+            index.extend(list(range(first, window)) * expand_size)
+        return torch.tensor(index, dtype=torch.long, device=features_mask.device)
+
+
+Qwen2AudioGraftForConditionalGeneration.register_for_auto_class("AutoModel")

@@ -1,0 +1,210 @@
+"""Processor of the Qwen2-VL + Whisper-encoder audio graft.
+
+`processor(text=..., audio=..., sampling_rate=...)` turns clips of any rate, dtype and channel
+count into 30 s Whisper windows, and expands each `<|AUDIO|>` placeholder of the text into
+exactly `num_audio_tokens(len(clip))` tokens: real audio only, never padding.
+"""
+
+import re
+
+import numpy as np
+import torch
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+from .configuration_qwen2_audio_graft import SAMPLING_RATE, WINDOW_SAMPLES, num_audio_tokens
+
+AUDIO_TOKEN = "<|AUDIO|>"
+AUDIO_BOS_TOKEN = "<|audio_bos|>"
+AUDIO_EOS_TOKEN = "<|audio_eos|>"
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+
+# Qwen2-VL's chat format, with `{"type": "audio"}` items written as one audio placeholder.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'audio' or 'audio' in item %}<|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{% elif item['type'] == 'image' or 'image' in item %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in item %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _as_float_mono(clip, index: int) -> np.ndarray:
+    """One clip as float32 mono samples in [-1, 1]; bad input raises naming the clip."""
+    if isinstance(clip, torch.Tensor):
+        clip = clip.detach().cpu().numpy()
+    if not isinstance(clip, np.ndarray):
+        raise TypeError(f"audio clip {index} must be a numpy array or torch tensor, got {type(clip).__name__}")
+    if clip.dtype.kind == "f":
+        samples = clip.astype(np.float32)
+    elif clip.dtype.kind == "i":
+        samples = clip.astype(np.float32) / float(2 ** (8 * clip.dtype.itemsize - 1))
+    elif clip.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        samples = (clip.astype(np.float32) - 128.0) / 128.0
+    else:
+        raise TypeError(f"audio clip {index} must hold float or integer samples, got dtype {clip.dtype}")
+    if samples.ndim == 2:
+        # Channels are the short axis: (channels, samples) or (samples, channels).
+        samples = samples.mean(axis=int(np.argmin(samples.shape)))
+    if samples.ndim != 1:
+        raise ValueError(
+            f"audio clip {index} must be 1-D (samples) or 2-D (channels and samples), got shape {clip.shape}"
+        )
+    if samples.size == 0:
+        raise ValueError(f"audio clip {index} is empty")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"audio clip {index} holds NaN or infinite samples")
+    return samples
+
+
+def _resample(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+    if sampling_rate == SAMPLING_RATE:
+        return samples
+    try:
+        import librosa
+    except ImportError as error:
+        raise ImportError(f"Resampling {sampling_rate} Hz audio to {SAMPLING_RATE} Hz needs librosa: pip install librosa") from error
+    return librosa.resample(samples, orig_sr=sampling_rate, target_sr=SAMPLING_RATE).astype(np.float32)
+
+
+class Qwen2AudioGraftProcessor(ProcessorMixin):
+    r"""Whisper feature extractor + Qwen2 tokenizer + Qwen2-VL image processor.
+
+    Args:
+        feature_extractor (`WhisperFeatureExtractor`): makes the 30 s log-mel windows.
+        tokenizer (`Qwen2Tokenizer`): must know `<|audio_bos|>`, `<|AUDIO|>` and `<|audio_eos|>`.
+        image_processor (`Qwen2VLImageProcessor`): the PIL one works without torchvision.
+        audio_downsample (`int`): must equal the model config's; sets the tokens per clip.
+        max_audio_seconds (`float`): longer clips raise `ValueError`.
+        chat_template (`str`): Qwen2-VL's chat format with audio items.
+    """
+
+    def __init__(
+        self,
+        feature_extractor=None,
+        tokenizer=None,
+        image_processor=None,
+        audio_downsample=1,
+        max_audio_seconds=300.0,
+        chat_template=None,
+    ):
+        self.audio_downsample = audio_downsample
+        self.max_audio_seconds = max_audio_seconds
+        super().__init__(feature_extractor, tokenizer, image_processor, chat_template=chat_template or CHAT_TEMPLATE)
+
+    def __call__(self, text=None, audio=None, images=None, sampling_rate=None, return_tensors="pt", **text_kwargs):
+        """Tokenize `text` (a string or a batch of strings) with the audio and images it refers to.
+
+        Args:
+            text: prompts; each `<|AUDIO|>` stands for the next clip of `audio`, in order.
+            audio: one clip or a list of clips (numpy arrays or tensors; float or int samples;
+                mono, or 2-D with a channel axis), all at `sampling_rate`.
+            images: images for the `<|image_pad|>` placeholders, in order.
+            sampling_rate: the rate of `audio` in Hz; required with audio, resampled to 16 kHz.
+            **text_kwargs: passed to the tokenizer (padding defaults to True).
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask`, `mm_token_type_ids` and, with audio,
+            `input_features` `(windows, mel_bins, 3000)` and `input_features_mask` `(windows, 3000)`;
+            with images, `pixel_values` and `image_grid_thw`.
+        """
+        if text is None:
+            raise ValueError("text is required: write one <|AUDIO|> where each clip goes")
+        texts = [text] if isinstance(text, str) else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("text must be a string or a list of strings")
+        data = {}
+        if audio is not None:
+            clips = self._prepare_audio(audio, sampling_rate)
+            texts = self._expand(texts, AUDIO_TOKEN, [num_audio_tokens(len(c), self.audio_downsample) for c in clips])
+            data.update(self._audio_windows(clips))
+        else:
+            self._expand(texts, AUDIO_TOKEN, [])
+        if images is not None:
+            image_inputs = self.image_processor(images=images, return_tensors="pt")
+            merge = self.image_processor.merge_size**2
+            counts = [int(grid.prod()) // merge for grid in image_inputs["image_grid_thw"]]
+            texts = self._expand(texts, IMAGE_TOKEN, counts)
+            data.update(image_inputs)
+        text_kwargs.setdefault("padding", True)
+        text_inputs = self.tokenizer(texts, return_tensors=return_tensors, **text_kwargs)
+        data.update(text_inputs)
+        data["mm_token_type_ids"] = self._token_types(text_inputs["input_ids"])
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _prepare_audio(self, audio, sampling_rate) -> list[np.ndarray]:
+        if sampling_rate is None:
+            raise ValueError(f"sampling_rate is required with audio (the rate of the clips in Hz, e.g. {SAMPLING_RATE})")
+        if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+            raise ValueError(f"sampling_rate must be a positive integer in Hz, got {sampling_rate!r}")
+        clips = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        prepared = []
+        for index, clip in enumerate(clips):
+            samples = _resample(_as_float_mono(clip, index), int(sampling_rate))
+            seconds = len(samples) / SAMPLING_RATE
+            if seconds > self.max_audio_seconds:
+                raise ValueError(
+                    f"audio clip {index} is {seconds:.1f} s long; the longest accepted is "
+                    f"{self.max_audio_seconds:g} s (max_audio_seconds)"
+                )
+            prepared.append(samples)
+        return prepared
+
+    def _audio_windows(self, clips: list[np.ndarray]) -> dict:
+        """Every clip cut into 30 s windows, all windows of the batch in order."""
+        windows = [clip[start : start + WINDOW_SAMPLES] for clip in clips for start in range(0, len(clip), WINDOW_SAMPLES)]
+        features = self.feature_extractor(
+            windows,
+            sampling_rate=SAMPLING_RATE,
+            padding="max_length",  # the Whisper encoder only takes full 3000-frame windows
+            max_length=WINDOW_SAMPLES,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return {"input_features": features["input_features"], "input_features_mask": features["attention_mask"]}
+
+    @staticmethod
+    def _expand(texts: list[str], token: str, counts: list[int]) -> list[str]:
+        """Replace the i-th `token` of the batch by `counts[i]` copies; the numbers must agree."""
+        found = sum(t.count(token) for t in texts)
+        if found != len(counts):
+            kind = "audio clips" if token == AUDIO_TOKEN else "images"
+            raise ValueError(f"The text holds {found} {token} placeholders but {len(counts)} {kind} were given")
+        remaining = iter(counts)
+        pattern = re.compile(re.escape(token))
+        return [pattern.sub(lambda _: token * next(remaining), t) for t in texts]
+
+    def _token_types(self, input_ids) -> torch.Tensor:
+        # Qwen2-VL's M-RoPE types: 0 text, 1 image, 2 video. Audio takes ordinary text positions.
+        ids = torch.as_tensor(input_ids)
+        types = torch.zeros_like(ids, dtype=torch.int32)
+        types[ids == self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)] = 1
+        types[ids == self.tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)] = 2
+        return types
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+
+    @property
+    def model_input_names(self):
+        return [
+            "input_ids",
+            "attention_mask",
+            "mm_token_type_ids",
+            "input_features",
+            "input_features_mask",
+            "pixel_values",
+            "image_grid_thw",
+        ]
+
+
+Qwen2AudioGraftProcessor.register_for_auto_class()
