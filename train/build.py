@@ -139,3 +139,121 @@ def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0
     processor = make_processor(tokenizer, config)
     save_graft(model, processor, output)
     return model, processor
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Qwen2-VL's split of the rotary half-dimension into time, height and width sections."""
+    half = head_dim // 2
+    time = half // 4
+    return [time, (half - time) // 2, half - time - (half - time) // 2]
+
+
+def text_config_from_qwen2(llm_config) -> dict:
+    """A text-only Qwen2 config as a Qwen2-VL text config (same weights, M-RoPE sections added)."""
+    head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // llm_config.num_attention_heads
+    rope = dict(getattr(llm_config, "rope_parameters", None) or {"rope_type": "default", "rope_theta": 1000000.0})
+    rope["mrope_section"] = mrope_section(head_dim)
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "bos_token_id",
+            "eos_token_id")  # fmt: skip
+    return {**{key: getattr(llm_config, key) for key in keys}, "rope_parameters": rope}
+
+
+def load_llm(llm: str, dtype):
+    """(state dict in the graft's key layout, text config, vision config or None, tie_word_embeddings)."""
+    llm_config = AutoConfig.from_pretrained(llm)
+    if llm_config.model_type == "qwen2_vl":
+        model = Qwen2VLForConditionalGeneration.from_pretrained(llm, dtype=dtype)
+        state = model.state_dict()
+        return state, model.config.text_config.to_dict(), model.config.vision_config.to_dict(), model.config.tie_word_embeddings
+    if llm_config.model_type != "qwen2":
+        raise ValueError(f"--llm must be a Qwen2-VL or Qwen2 checkpoint, got model_type {llm_config.model_type!r}")
+    model = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype)
+    # Qwen2ForCausalLM keeps its decoder under `model.`; the graft keeps it under `model.language_model.`
+    state = {("lm_head.weight" if k == "lm_head.weight" else "model.language_model." + k[len("model.") :]): v
+             for k, v in model.state_dict().items()}  # fmt: skip
+    return state, text_config_from_qwen2(llm_config), None, bool(getattr(llm_config, "tie_word_embeddings", False))
+
+
+def load_encoder(encoder: str, dtype):
+    """(Whisper encoder weights in the graft's key layout, WhisperConfig, WhisperFeatureExtractor)."""
+    whisper = WhisperModel.from_pretrained(encoder, dtype=dtype)
+    state = {"model.audio_tower." + k: v for k, v in whisper.encoder.state_dict().items()}
+    return state, whisper.config, WhisperFeatureExtractor.from_pretrained(encoder)
+
+
+def add_audio_tokens(tokenizer, vocab_size: int) -> None:
+    missing = [t for t in AUDIO_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_additional_special_tokens=False)
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the embedding only {vocab_size} rows")
+
+
+def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="linear", max_audio_seconds=300.0,
+            vision_tower=None, dtype=torch.bfloat16, seed=0):  # fmt: skip
+    """Graft `encoder`'s Whisper encoder onto `llm` with a new projector and save everything."""
+    torch.manual_seed(seed)
+    llm_state, text_config, vision_config, tied = load_llm(llm, dtype)
+    audio_state, audio_config, feature_extractor = load_encoder(encoder, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(llm)
+    add_audio_tokens(tokenizer, text_config["vocab_size"])
+    use_vision = vision_config is not None if vision_tower is None else vision_tower
+    config = Qwen2AudioGraftConfig(
+        text_config=text_config, vision_config=vision_config, audio_config=audio_config.to_dict(),
+        audio_downsample=audio_downsample, projector_type=projector_type, max_audio_seconds=max_audio_seconds,
+        use_vision_tower=use_vision, tie_word_embeddings=tied, dtype=dtype, **token_ids(tokenizer),
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = Qwen2AudioGraftForConditionalGeneration(config)
+    state = {**llm_state, **audio_state}
+    if not use_vision:
+        state = {k: v for k, v in state.items() if not k.startswith("model.visual.")}
+    result = model.load_state_dict(state, strict=False, assign=True)
+    _init_left_out(model, result.missing_keys, dtype)
+    if tied:
+        model.tie_weights()
+    model.generation_config = generation_config(tokenizer)
+    processor = make_processor(tokenizer, config)
+    processor.feature_extractor = feature_extractor
+    save_graft(model.eval(), processor, output)
+    return model, processor
+
+
+def _init_left_out(model, missing_keys, dtype) -> None:
+    """Fresh weights for what no checkpoint provides: the projector, and a vision tower asked for
+    on a text-only LLM. Anything else missing is a mapping error."""
+    fresh = ("model.audio_projector.", "model.visual.")
+    unexpected = [k for k in missing_keys if not k.startswith(fresh) and k != "lm_head.weight"]
+    if unexpected:
+        raise ValueError(f"These weights were not found in the checkpoints: {unexpected[:10]}")
+    model.model.audio_projector = Qwen2AudioGraftProjector(model.config).to(dtype)
+    if any(k.startswith("model.visual.") for k in missing_keys):
+        visual = type(model.model.visual)._from_config(model.config.vision_config)
+        model.model.visual = visual.to(dtype)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--tiny", action="store_true", help="a few-MB random graft, nothing downloaded")
+    parser.add_argument("--llm", help="Qwen2-VL or Qwen2 checkpoint (path or Hub id)")
+    parser.add_argument("--encoder", help="Whisper checkpoint (path or Hub id)")
+    parser.add_argument("--audio-downsample", type=int, default=1, choices=(1, 2, 4, 8))
+    parser.add_argument("--projector-type", default="linear", choices=("linear", "mlp"))
+    parser.add_argument("--max-audio-seconds", type=float, default=300.0)
+    parser.add_argument("--vision-tower", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    args = parser.parse_args(argv)
+    if args.tiny:
+        build_tiny(args.output, args.audio_downsample, args.projector_type)
+    elif args.llm and args.encoder:
+        compose(args.llm, args.encoder, args.output, args.audio_downsample, args.projector_type,
+                args.max_audio_seconds, args.vision_tower, getattr(torch, args.dtype))  # fmt: skip
+    else:
+        parser.error("give --tiny, or both --llm and --encoder")
+    print(f"Saved the graft to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

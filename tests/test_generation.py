@@ -1,0 +1,123 @@
+"""Forward and generate: batching, padding sides, beams, images beside audio, downsample factors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import make_clip
+from train.build import build_tiny
+from train.graft import build_prompt, num_audio_tokens
+
+SR = 16000
+
+
+def _generate(model, processor, clips, max_new_tokens=6, **kwargs):
+    prompts = [build_prompt(processor)] * len(clips)
+    inputs = processor(text=prompts, audio=clips, sampling_rate=SR)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, **kwargs)
+    return out[:, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_batched_generation_equals_one_by_one(tiny):
+    model, processor = tiny
+    clips = [make_clip(1.0), make_clip(2.5, seed=1), make_clip(4.0, seed=2), make_clip(31.0, seed=3)]
+    batched = _generate(model, processor, clips)
+    single = [_generate(model, processor, [clip])[0] for clip in clips]
+    assert batched == single
+
+
+def test_right_and_left_padding_generate_the_same(tiny):
+    model, processor = tiny
+    clips = [make_clip(1.0), make_clip(3.0, seed=1)]
+    prompts = [build_prompt(processor)] * 2
+    right = processor(text=prompts, audio=clips, sampling_rate=SR)
+    processor.tokenizer.padding_side = "left"
+    try:
+        left = processor(text=prompts, audio=clips, sampling_rate=SR)
+    finally:
+        processor.tokenizer.padding_side = "right"
+    assert not torch.equal(right["input_ids"], left["input_ids"])
+    with torch.no_grad():
+        a = model.generate(**right, max_new_tokens=5, min_new_tokens=5)
+        b = model.generate(**left, max_new_tokens=5, min_new_tokens=5)
+    assert torch.equal(a, b)
+
+
+def test_beam_search_pairs_rows_with_their_own_windows(tiny):
+    model, processor = tiny
+    clips = [make_clip(65.0), make_clip(1.0, seed=1)]  # three windows, then one
+    beams = _generate(model, processor, clips, num_beams=2, max_new_tokens=3)
+    assert len(beams) == 2 and all(len(row) == 3 for row in beams)
+    alone = _generate(model, processor, clips[1:], num_beams=2, max_new_tokens=3)
+    assert beams[1] == alone[0]
+
+
+def test_audio_changes_the_output(tiny):
+    model, processor = tiny
+    inputs_a = processor(text="<|AUDIO|>", audio=make_clip(1.0), sampling_rate=SR)
+    inputs_b = processor(text="<|AUDIO|>", audio=make_clip(1.0, seed=5), sampling_rate=SR)
+    with torch.no_grad():
+        logits_a, logits_b = model(**inputs_a).logits, model(**inputs_b).logits
+    assert not torch.allclose(logits_a, logits_b)
+
+
+def test_image_audio_and_text_in_one_prompt(tiny):
+    model, processor = tiny
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "Both?"}]}
+    ]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert "<|vision_start|><|image_pad|><|vision_end|><|audio_bos|><|AUDIO|><|audio_eos|>Both?" in prompt
+    image = Image.fromarray(np.random.RandomState(0).randint(0, 255, (56, 56, 3), dtype=np.uint8))
+    inputs = processor(text=prompt, audio=make_clip(1.0), images=image, sampling_rate=SR)
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 4  # 4x4 patches merged 2x2
+    assert int((inputs["mm_token_type_ids"] == 1).sum()) == 4
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        other = processor(text=prompt, audio=make_clip(1.0), images=Image.new("RGB", (56, 56)), sampling_rate=SR)
+        other_logits = model(**other).logits
+        out = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4)
+    assert not torch.allclose(logits[:, -1], other_logits[:, -1])  # the image reaches the LLM
+    assert out.shape == (1, inputs["input_ids"].shape[1] + 4)
+
+
+def test_image_count_must_match_placeholders(tiny):
+    _, processor = tiny
+    with pytest.raises(ValueError) as info:
+        processor(text="<|image_pad|><|image_pad|>", images=Image.new("RGB", (56, 56)))
+    assert str(info.value) == "The text holds 2 <|image_pad|> placeholders but 1 images were given"
+
+
+@pytest.mark.parametrize("projector_type", ["linear", "mlp"])
+@pytest.mark.parametrize("downsample", [1, 2, 4, 8])
+def test_every_downsample_and_projector(tmp_path, downsample, projector_type):
+    model, processor = build_tiny(tmp_path / "g", audio_downsample=downsample, projector_type=projector_type)
+    clip = make_clip(31.0)
+    inputs = processor(text="<|AUDIO|>", audio=clip, sampling_rate=SR)
+    expected = num_audio_tokens(len(clip), downsample)
+    assert int((inputs["input_ids"] == model.config.audio_token_id).sum()) == expected
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (1, expected, model.config.text_config.vocab_size)
+
+
+def test_audio_only_model_has_no_vision_tower(tmp_path):
+    from train.build import make_processor, tiny_config, tiny_tokenizer
+    from train.graft import Qwen2AudioGraftForConditionalGeneration
+
+    tokenizer = tiny_tokenizer()
+    config = tiny_config(tokenizer)
+    config.use_vision_tower = False
+    model = Qwen2AudioGraftForConditionalGeneration(config).eval()
+    assert model.model.visual is None
+    assert not any(name.startswith("model.visual.") for name in model.state_dict())
+    processor = make_processor(tokenizer, config)
+    inputs = processor(text="<|image_pad|>", images=Image.new("RGB", (56, 56)))
+    with pytest.raises(ValueError) as info:
+        model(**inputs)
+    assert str(info.value) == "This model was built with use_vision_tower=False: it takes no images or video"
+    audio_inputs = processor(text="<|AUDIO|>", audio=make_clip(1.0), sampling_rate=SR)
+    with torch.no_grad():
+        assert model(**audio_inputs).logits.shape[1] == 50

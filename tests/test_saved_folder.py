@@ -1,0 +1,78 @@
+"""The saved folder is a complete Hub repo: a fresh process with the project off sys.path loads it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tests.conftest import make_clip
+from train.graft import build_prompt
+
+HERE = Path(__file__).resolve().parent
+
+
+def compat_pythons():
+    """This interpreter, plus those in GRAFT_COMPAT_PYTHONS (e.g. a venv with transformers 5.17)."""
+    extra = [p for p in os.environ.get("GRAFT_COMPAT_PYTHONS", "").split(os.pathsep) if p]
+    missing = [p for p in extra if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"GRAFT_COMPAT_PYTHONS names interpreters that do not exist: {missing}")
+    return [sys.executable, *extra]
+
+
+def test_folder_holds_code_and_auto_map(tiny_dir):
+    names = {p.name for p in tiny_dir.iterdir()}
+    for code in ("configuration_qwen2_audio_graft.py", "modeling_qwen2_audio_graft.py",
+                 "processing_qwen2_audio_graft.py", "pipeline_qwen2_audio_graft.py"):  # fmt: skip
+        assert code in names
+    config = json.loads((tiny_dir / "config.json").read_text())
+    target = "modeling_qwen2_audio_graft.Qwen2AudioGraftForConditionalGeneration"
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_qwen2_audio_graft.Qwen2AudioGraftConfig",
+        "AutoModel": target,
+        "AutoModelForSpeechSeq2Seq": target,
+        "AutoModelForCausalLM": target,
+        "AutoModelForImageTextToText": target,
+    }
+    assert config["custom_pipelines"]["automatic-speech-recognition"]["impl"] == (
+        "pipeline_qwen2_audio_graft.Qwen2AudioGraftASRPipeline"
+    )
+    processor_config = json.loads((tiny_dir / "processor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoProcessor"] == "processing_qwen2_audio_graft.Qwen2AudioGraftProcessor"
+
+
+@pytest.mark.parametrize("python", compat_pythons())
+def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
+    model, processor = tiny
+    inputs = processor(text=build_prompt(processor), audio=make_clip(2.0), sampling_rate=16000)
+    with torch.no_grad():
+        logits = model(**inputs).logits.numpy()
+    np.savez(tmp_path / "inputs.npz", logits=logits, **{k: v.numpy() for k, v in inputs.items()})
+    soundfile.write(tmp_path / "clip.wav", make_clip(1.5, sampling_rate=22050), 22050, subtype="PCM_16")
+    script = shutil.copy(HERE / "fresh_process_check.py", tmp_path / "check.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    run = subprocess.run(
+        [python, "-I", script, str(tiny_dir), str(tmp_path / "inputs.npz"), str(tmp_path / "clip.wav")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.split("REPORT ", 1)[1])
+    assert report["sys_path_has_repo"] is False
+    target = "Qwen2AudioGraftForConditionalGeneration"
+    assert report["classes"] == {
+        "config": "Qwen2AudioGraftConfig", "processor": "Qwen2AudioGraftProcessor", "AutoModel": target,
+        "AutoModelForSpeechSeq2Seq": target, "AutoModelForCausalLM": target, "AutoModelForImageTextToText": target,
+    }  # fmt: skip
+    assert all(error < 1e-5 for error in report["max_logit_error"].values()), report["max_logit_error"]
+    assert report["pipeline_class"] == "Qwen2AudioGraftASRPipeline"
+    assert report["batch_equals_single"] is True
+    for key in ("file", "long_70s"):
+        assert isinstance(report[key], str)
