@@ -1,0 +1,78 @@
+"""`train.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLConfig, Qwen2VLForConditionalGeneration, WhisperConfig
+from transformers import WhisperFeatureExtractor, WhisperModel
+
+from tests.conftest import make_clip
+from train.build import SPECIAL_TOKENS, compose, mrope_section, tiny_tokenizer
+from train.graft import Qwen2AudioGraftForConditionalGeneration
+
+
+def _whisper(folder):
+    config = WhisperConfig(
+        d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, vocab_size=100, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
+    )  # fmt: skip
+    model = WhisperModel(config).eval()
+    model.save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return model
+
+
+def _text_only_tokenizer(folder):
+    tokenizer = tiny_tokenizer()  # has vision tokens; the audio ones must be added by compose
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def test_mrope_sections_of_known_models():
+    assert mrope_section(128) == [16, 24, 24]  # Qwen2-VL-7B
+    assert mrope_section(64) == [8, 12, 12]  # Qwen2.5-0.5B
+
+
+def test_compose_from_text_only_qwen2(tmp_path):
+    tokenizer = _text_only_tokenizer(tmp_path / "llm")
+    llm = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True,
+    )).eval()  # fmt: skip
+    llm.save_pretrained(tmp_path / "llm")
+    whisper = _whisper(tmp_path / "whisper")
+    graft, processor = compose(tmp_path / "llm", tmp_path / "whisper", tmp_path / "out", dtype=torch.float32)
+    assert graft.model.visual is None  # a text-only LLM brings no vision tower
+    ids = torch.tensor([tokenizer.encode("hello there, graft")])
+    with torch.no_grad():
+        expected = llm(input_ids=ids).logits
+        reloaded = Qwen2AudioGraftForConditionalGeneration.from_pretrained(tmp_path / "out").eval()
+        got = reloaded(input_ids=ids).logits
+        features = processor.feature_extractor(make_clip(1.0), sampling_rate=16000, return_tensors="pt")
+        enc_expected = whisper.encoder(features["input_features"]).last_hidden_state
+        enc_got = reloaded.model.audio_tower(features["input_features"]).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(enc_got, enc_expected, rtol=1e-5, atol=1e-5)
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.language_model.embed_tokens.weight.data_ptr()
+    for token in SPECIAL_TOKENS[7:]:
+        assert processor.tokenizer.convert_tokens_to_ids(token) < 512
+
+
+def test_compose_from_qwen2_vl_keeps_vision(tmp_path):
+    _text_only_tokenizer(tmp_path / "vl")
+    config = Qwen2VLConfig(
+        text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
+    )  # fmt: skip
+    vl = Qwen2VLForConditionalGeneration(config).eval()
+    vl.save_pretrained(tmp_path / "vl")
+    _whisper(tmp_path / "whisper")
+    graft, _ = compose(tmp_path / "vl", tmp_path / "whisper", tmp_path / "out", dtype=torch.float32)
+    reloaded = Qwen2AudioGraftForConditionalGeneration.from_pretrained(tmp_path / "out").eval()
+    expected = vl.state_dict()
+    got = reloaded.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+    assert any(key.startswith("model.visual.") for key in got)
+    assert {k.split(".")[1] for k in got if k.startswith("model.audio_projector")} == {"audio_projector"}
