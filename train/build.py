@@ -11,6 +11,7 @@ tower is built unless `--vision-tower` is given). The projector is freshly initi
 """
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -141,6 +142,47 @@ def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0
     return model, processor
 
 
+def release_config(audio_downsample=1, projector_type="linear") -> Qwen2AudioGraftConfig:
+    """The release graft: Qwen2-VL-7B-Instruct's text and vision settings + whisper-large-v3-turbo's encoder."""
+    text = dict(
+        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
+        use_sliding_window=False, sliding_window=32768, max_window_layers=28, bos_token_id=151643,
+        eos_token_id=151645, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    )  # fmt: skip
+    vision = dict(depth=32, embed_dim=1280, hidden_size=3584, hidden_act="quick_gelu", mlp_ratio=4, num_heads=16,
+                  in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)  # fmt: skip
+    config = Qwen2AudioGraftConfig(
+        text_config=text, vision_config=vision, audio_downsample=audio_downsample, projector_type=projector_type,
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        audio_bos_token_id=151657, audio_token_id=151658, audio_eos_token_id=151659, dtype=torch.bfloat16,
+    )  # fmt: skip
+    config.architectures = ["Qwen2AudioGraftForConditionalGeneration"]
+    config.custom_pipelines = CUSTOM_PIPELINES
+    config.auto_map = {
+        "AutoConfig": "configuration_qwen2_audio_graft.Qwen2AudioGraftConfig",
+        "AutoModel": MODEL_CLASS_REF, **{name: MODEL_CLASS_REF for name in EXTRA_AUTO_CLASSES},
+    }  # fmt: skip
+    return config
+
+
+def write_release_config(output: Path, audio_downsample=1, projector_type="linear") -> None:
+    """config.json, generation_config.json and the processor's config of the release graft."""
+    config = release_config(audio_downsample, projector_type)
+    config.to_json_file(output / "config.json")  # not save_pretrained: the code is already at the root
+    GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[151645, 151643], pad_token_id=151643,
+                     bos_token_id=151643).save_pretrained(output)  # fmt: skip
+    processor_config = {
+        "processor_class": "Qwen2AudioGraftProcessor",
+        "auto_map": {"AutoProcessor": "processing_qwen2_audio_graft.Qwen2AudioGraftProcessor"},
+        "audio_downsample": config.audio_downsample,
+        "max_audio_seconds": config.max_audio_seconds,
+        "feature_extractor": WhisperFeatureExtractor(feature_size=128).to_dict(),
+        "image_processor": Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280).to_dict(),
+    }
+    (output / "processor_config.json").write_text(json.dumps(processor_config, indent=2, sort_keys=True) + "\n")
+
+
 def mrope_section(head_dim: int) -> list[int]:
     """Qwen2-VL's split of the rotary half-dimension into time, height and width sections."""
     half = head_dim // 2
@@ -237,6 +279,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--tiny", action="store_true", help="a few-MB random graft, nothing downloaded")
+    parser.add_argument("--release-config", action="store_true", help="only the release 7B graft's configs")
     parser.add_argument("--llm", help="Qwen2-VL or Qwen2 checkpoint (path or Hub id)")
     parser.add_argument("--encoder", help="Whisper checkpoint (path or Hub id)")
     parser.add_argument("--audio-downsample", type=int, default=1, choices=(1, 2, 4, 8))
@@ -245,7 +288,9 @@ def main(argv=None):
     parser.add_argument("--vision-tower", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     args = parser.parse_args(argv)
-    if args.tiny:
+    if args.release_config:
+        write_release_config(args.output, args.audio_downsample, args.projector_type)
+    elif args.tiny:
         build_tiny(args.output, args.audio_downsample, args.projector_type)
     elif args.llm and args.encoder:
         compose(args.llm, args.encoder, args.output, args.audio_downsample, args.projector_type,
