@@ -258,3 +258,10 @@ def test_plot_training_rejects_history_without_loss(tmp_path):
         plot_training([{"train_runtime": 1.0}], tmp_path / "loss.png", "t")
     assert str(error.value) == ("expected log_history entries with 'step' and 'loss' or 'eval_loss', "
                                 "got none among 1 entries")
+
+
+def test_normaliser_uses_whispers_spelling_map():
+    from train.metrics import compute_metrics, normalize
+
+    assert normalize("The colour of the Centre") == "the color of the center"
+    assert compute_metrics(["the color is red"], ["the colour is red"])["wer"] == 0.0

@@ -10,25 +10,33 @@ Hugging Face Hub; the `evaluate` wheel ships no metric scripts, so offline it fa
 Face Hub either." Its "wer" and "cer" scripts are thin wrappers around jiwer, so calling jiwer
 directly gives the same numbers, works offline and drops a dependency.
 
-Why the spelling map is empty: transformers' `EnglishTextNormalizer` takes a British-to-American
-spelling map that transformers does not ship. `WhisperTokenizer` reads it from `normalizer.json`
-in a Whisper tokenizer repo (`english_spelling_normalizer`), which we will not have at run time.
-With `{}` every other step still runs (case, punctuation, contractions, titles, numbers, filler
-words); only British/American variants ("colour" vs "color") count as errors, so WER can read
-slightly higher than Whisper's own scoring on text that mixes the two spellings.
+The spelling map: transformers' `EnglishTextNormalizer` takes Whisper's British-to-American
+spelling map (`normalizer.json` in Whisper tokenizer repos), which transformers does not ship.
+The `whisper-normalizer` package ships the same file (`normalizers/english.json`); we read it
+from there, without importing that package, so the normaliser is exactly Whisper's.
 
 WER and CER are corpus-level: total edits over total reference words (characters), not a mean
 of per-clip rates.
 """
 
+import importlib.util
 import json
 from pathlib import Path
 
 import jiwer
 from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-# See the module docstring: the spelling map lives only in Whisper tokenizer repos.
-_NORMALIZER = EnglishTextNormalizer(english_spelling_mapping={})
+
+
+def _spelling_map() -> dict:
+    spec = importlib.util.find_spec("whisper_normalizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("Whisper's spelling map comes from the whisper-normalizer package: pip install whisper-normalizer")
+    path = Path(spec.submodule_search_locations[0]) / "normalizers" / "english.json"
+    return json.loads(path.read_text())
+
+
+_NORMALIZER = EnglishTextNormalizer(english_spelling_mapping=_spelling_map())
 
 CLIP_RECORD_KEYS = ("id", "reference", "hypothesis", "reference_normalized", "hypothesis_normalized", "wer")
 
