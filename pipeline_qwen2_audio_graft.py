@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 
-from .processing_qwen2_audio_graft import SAMPLING_RATE, _as_float_mono, _resample
+from .processing_qwen2_audio_graft import SAMPLING_RATE, to_float_mono, resample_to_16k
 
 DEFAULT_INSTRUCTION = "Transcribe this audio."
 
@@ -62,7 +62,7 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
     def preprocess(self, inputs, prompt=DEFAULT_INSTRUCTION):
         samples, sampling_rate = self._load(inputs)
         # Resampled here so that a batch of clips from different sources shares one rate.
-        samples = _resample(_as_float_mono(samples, 0), sampling_rate)
+        samples = resample_to_16k(to_float_mono(samples, 0), sampling_rate)
         yield {"is_last": True, "audio": samples, "prompt": build_prompt(self.processor, prompt)}
 
     def _load(self, inputs) -> tuple:

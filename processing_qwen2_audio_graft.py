@@ -36,7 +36,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _as_float_mono(clip, index: int) -> np.ndarray:
+def to_float_mono(clip, index: int) -> np.ndarray:
     """One clip as float32 mono samples in [-1, 1]; bad input raises naming the clip."""
     if isinstance(clip, torch.Tensor):
         clip = clip.detach().cpu().numpy()
@@ -64,7 +64,7 @@ def _as_float_mono(clip, index: int) -> np.ndarray:
     return samples
 
 
-def _resample(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+def resample_to_16k(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
     if sampling_rate == SAMPLING_RATE:
         return samples
     try:
@@ -135,7 +135,7 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         text_kwargs.setdefault("padding", True)
         text_inputs = self.tokenizer(texts, return_tensors=return_tensors, **text_kwargs)
         data.update(text_inputs)
-        data["mm_token_type_ids"] = self._token_types(text_inputs["input_ids"])
+        data["mm_token_type_ids"] = [self._token_types(ids) for ids in text_inputs["input_ids"]]
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def _prepare_audio(self, audio, sampling_rate) -> list[np.ndarray]:
@@ -146,7 +146,7 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         clips = list(audio) if isinstance(audio, (list, tuple)) else [audio]
         prepared = []
         for index, clip in enumerate(clips):
-            samples = _resample(_as_float_mono(clip, index), int(sampling_rate))
+            samples = resample_to_16k(to_float_mono(clip, index), int(sampling_rate))
             seconds = len(samples) / SAMPLING_RATE
             if seconds > self.max_audio_seconds:
                 raise ValueError(
@@ -180,13 +180,11 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         pattern = re.compile(re.escape(token))
         return [pattern.sub(lambda _: token * next(remaining), t) for t in texts]
 
-    def _token_types(self, input_ids) -> torch.Tensor:
+    def _token_types(self, input_ids) -> list[int]:
         # Qwen2-VL's M-RoPE types: 0 text, 1 image, 2 video. Audio takes ordinary text positions.
-        ids = torch.as_tensor(input_ids)
-        types = torch.zeros_like(ids, dtype=torch.int32)
-        types[ids == self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)] = 1
-        types[ids == self.tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)] = 2
-        return types
+        image_id, video_id = (self.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN))
+        ids = input_ids.tolist() if hasattr(input_ids, "tolist") else list(input_ids)
+        return [1 if i == image_id else 2 if i == video_id else 0 for i in ids]
 
     def batch_decode(self, *args, **kwargs):
         return self.tokenizer.batch_decode(*args, **kwargs)

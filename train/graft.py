@@ -31,7 +31,11 @@ from qwen2_audio_graft.pipeline_qwen2_audio_graft import (  # noqa: E402
     Qwen2AudioGraftASRPipeline,
     build_prompt,
 )
-from qwen2_audio_graft.processing_qwen2_audio_graft import Qwen2AudioGraftProcessor  # noqa: E402
+from qwen2_audio_graft.processing_qwen2_audio_graft import (  # noqa: E402
+    Qwen2AudioGraftProcessor,
+    resample_to_16k,
+    to_float_mono,
+)
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -45,4 +49,6 @@ __all__ = [
     "Qwen2AudioGraftProjector",
     "build_prompt",
     "num_audio_tokens",
+    "resample_to_16k",
+    "to_float_mono",
 ]

@@ -1,0 +1,164 @@
+"""Speech-text data for training and evaluation: loading, validation with counted skips, collation.
+
+Sources: a JSONL or CSV manifest of audio paths (relative to the manifest) and texts; an
+`audiofolder` directory; or any `datasets` dataset with an Audio column and a text column (for
+real runs `speechbrain/LargeScaleASR`, streamed). Audio is decoded with libsndfile (no ffmpeg,
+no torchcodec), mixed to mono and resampled to 16 kHz by the processor's own code.
+
+Rows with missing or undecodable audio, empty text or audio over the maximum are skipped and
+counted by reason; `SkipCounter.report()` says how many, and the stages write the counts out.
+"""
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import soundfile
+import torch
+from tqdm.auto import tqdm
+
+from train.graft import SAMPLING_RATE, build_prompt, resample_to_16k, to_float_mono
+
+
+class SkipCounter(Counter):
+    """Rows skipped, by reason."""
+
+    def report(self, what: str = "rows") -> str:
+        if not self:
+            return f"skipped 0 {what}"
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.items()))
+        return f"skipped {sum(self.values())} {what}: {reasons}"
+
+
+def load_rows(source: str, split="train", audio_column="audio", text_column="text", streaming=False, config=None):
+    """A `datasets` dataset with `audio` (undecoded: path and/or bytes) and `text` columns."""
+    path = Path(source)
+    if path.suffix in (".jsonl", ".json", ".csv"):
+        if not path.exists():
+            raise FileNotFoundError(f"No manifest at {path}")
+        rows = datasets.load_dataset("csv" if path.suffix == ".csv" else "json", data_files=str(path), split="train")
+        base = path.parent.resolve()
+        rows = rows.map(lambda row: {audio_column: _resolve(row[audio_column], base)})
+    elif path.is_dir():
+        rows = datasets.load_dataset("audiofolder", data_dir=str(path), split=split)
+    else:
+        rows = datasets.load_dataset(source, config, split=split, streaming=streaming)
+    missing = [c for c in (audio_column, text_column) if c not in (rows.column_names or [])]
+    if missing:
+        raise ValueError(f"{source} has no column {missing}; its columns are {rows.column_names}")
+    rows = rows.cast_column(audio_column, datasets.Audio(decode=False))
+    if audio_column != "audio":
+        rows = rows.rename_column(audio_column, "audio")
+    if text_column != "text":
+        rows = rows.rename_column(text_column, "text")
+    return rows
+
+
+def _resolve(audio, base: Path):
+    return str(base / audio) if isinstance(audio, str) and not Path(audio).is_absolute() else audio
+
+
+def decode_audio(value) -> np.ndarray:
+    """Undecoded `datasets` audio ({"path", "bytes"}) or a path -> float32 mono 16 kHz samples."""
+    if isinstance(value, dict):
+        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+    if value is None:
+        raise ValueError("the row has no audio")
+    samples, sampling_rate = soundfile.read(value, dtype="float32", always_2d=False)
+    return resample_to_16k(to_float_mono(samples, 0), sampling_rate)
+
+
+def check_row(row, max_seconds: float, skips: SkipCounter):
+    """(samples, text) of a usable row, else None with the reason counted."""
+    text = (row.get("text") or "").strip()
+    if not text:
+        skips["empty text"] += 1
+        return None
+    try:
+        samples = decode_audio(row.get("audio"))
+    except (ValueError, TypeError, RuntimeError, OSError, soundfile.LibsndfileError):
+        skips["missing or undecodable audio"] += 1
+        return None
+    if len(samples) > max_seconds * SAMPLING_RATE:
+        skips[f"audio over {max_seconds:g} s"] += 1
+        return None
+    return samples, text
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """A map-style dataset of checked rows: every row is decoded once up front to find the broken ones."""
+
+    def __init__(self, rows, max_seconds: float, limit: int | None = None):
+        self.rows, self.skips, self.valid = rows, SkipCounter(), []
+        total = len(rows) if limit is None else min(limit, len(rows))
+        for index in tqdm(range(total), desc="checking audio rows", leave=False):
+            if check_row(rows[index], max_seconds, self.skips) is not None:
+                self.valid.append(index)
+        if not self.valid:
+            raise ValueError(f"No usable rows out of {total}: {self.skips.report()}")
+        self.max_seconds = max_seconds
+
+    def __len__(self):
+        return len(self.valid)
+
+    def __getitem__(self, index):
+        row = self.rows[self.valid[index]]
+        samples, text = check_row(row, self.max_seconds, SkipCounter())
+        return {"audio": samples, "text": text, "id": str(row.get("id", self.valid[index]))}
+
+
+class StreamingSpeechDataset(torch.utils.data.IterableDataset):
+    """Rows of a streamed dataset, checked on the fly; skips are counted as they pass."""
+
+    def __init__(self, rows, max_seconds: float):
+        self.rows, self.max_seconds, self.skips = rows, max_seconds, SkipCounter()
+
+    def __iter__(self):
+        for position, row in enumerate(self.rows):
+            checked = check_row(row, self.max_seconds, self.skips)
+            if checked is not None:
+                yield {"audio": checked[0], "text": checked[1], "id": str(row.get("id", position))}
+
+
+@dataclass
+class SpeechCollator:
+    """Chat prompt with the clip + answer; labels are the answer tokens (and `<|im_end|>`) only.
+
+    Prompt and answer are tokenized apart and joined, as generation sees them: the model
+    generates after the prompt's last token, so no tokenizer merge can cross the boundary.
+    """
+
+    processor: object
+    instruction: str = "Transcribe this audio."
+    ignore_index: int = -100
+    skips: SkipCounter = field(default_factory=SkipCounter)
+
+    def __call__(self, items: list[dict]) -> dict:
+        prompt = build_prompt(self.processor, self.instruction)
+        tokenizer = self.processor.tokenizer
+        batch = self.processor(
+            text=[prompt] * len(items), audio=[i["audio"] for i in items], sampling_rate=SAMPLING_RATE,
+            padding=False, return_tensors=None,
+        )  # fmt: skip
+        answers = tokenizer([i["text"] + "<|im_end|>" for i in items], add_special_tokens=False)["input_ids"]
+        rows = [list(p) + list(a) for p, a in zip(batch["input_ids"], answers)]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), self.ignore_index, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (prompt_ids, answer_ids) in enumerate(zip(batch["input_ids"], answers)):
+            n_prompt, n = len(prompt_ids), len(prompt_ids) + len(answer_ids)
+            input_ids[i, :n] = torch.tensor(rows[i])
+            labels[i, n_prompt:n] = torch.tensor(answer_ids)
+            attention_mask[i, :n] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "mm_token_type_ids": torch.zeros_like(input_ids, dtype=torch.int32),
+            "input_features": torch.as_tensor(np.asarray(batch["input_features"])),
+            "input_features_mask": torch.as_tensor(np.asarray(batch["input_features_mask"])),
+        }

@@ -1,0 +1,35 @@
+"""Load a graft folder with the pieces the stages trained: a projector, a LoRA adapter."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from train.graft import Qwen2AudioGraftForConditionalGeneration, Qwen2AudioGraftProcessor
+
+PROJECTOR_FILE = "model.safetensors"  # stage 1 writes only `model.audio_projector.*` into it
+PROJECTOR_PREFIX = "model.audio_projector."
+
+
+def load_projector(model, folder) -> None:
+    """Copy stage 1's projector weights into `model`; anything else in the file is an error."""
+    state = load_file(str(Path(folder) / PROJECTOR_FILE))
+    foreign = [k for k in state if not k.startswith(PROJECTOR_PREFIX)]
+    if foreign or not state:
+        raise ValueError(f"{folder} must hold only {PROJECTOR_PREFIX}* weights, found {foreign[:5] or 'none'}")
+    projector = {k[len(PROJECTOR_PREFIX) :]: v for k, v in state.items()}
+    model.model.audio_projector.load_state_dict(projector, strict=True)
+
+
+def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **kwargs):
+    """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
+    adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""
+    model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(model_path, dtype=dtype, **kwargs)
+    processor = Qwen2AudioGraftProcessor.from_pretrained(model_path)
+    if projector is not None:
+        load_projector(model, projector)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.eval(), processor
