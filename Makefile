@@ -32,5 +32,24 @@ compat: $(COMPAT_VENV)/.installed
 test: $(VENV)/.installed $(COMPAT_VENV)/.installed
 	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(PY) -m pytest -q
 
+# The whole training recipe on the tiny graft and a generated audio set (CPU, a few minutes).
+smoke-train: $(VENV)/.installed
+	rm -rf $(OUT)
+	$(PY) -m train.build --tiny --output $(OUT)/tiny-graft
+	$(PY) -m train.toy_audio --output $(OUT)/audio
+	$(PY) -m train.stage1_align --config train/configs/tiny_stage1.yaml --model_path $(OUT)/tiny-graft \
+		--train_data $(OUT)/audio/train.jsonl --eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage1
+	$(PY) -m train.stage2_qlora --config train/configs/tiny_stage2.yaml --model_path $(OUT)/tiny-graft \
+		--projector_path $(OUT)/stage1 --train_data $(OUT)/audio/train.jsonl \
+		--eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage2
+	$(PY) -m train.merge --base $(OUT)/tiny-graft --adapter $(OUT)/stage2 --output $(OUT)/merged --max-shard-size 300KB
+	$(PY) -m train.evaluate --model $(OUT)/merged --data $(OUT)/audio/devtest.jsonl --output $(OUT)/eval \
+		--max-new-tokens 6 --dataset-name "toy tones"
+	$(PY) -m train.card --results $(OUT)/eval/results.json --repo-id you/tiny-audio-graft \
+		--base-model Qwen/Qwen2-VL-7B-Instruct --base-model openai/whisper-large-v3-turbo \
+		--output $(OUT)/merged/README.md --widget-audio $(OUT)/audio/devtest-000.wav
+	$(PY) -m train.push --folder $(OUT)/merged --repo-id you/tiny-audio-graft --fake-api-record $(OUT)/push.json
+	@echo "smoke-train: everything is under $(OUT); uploaded files listed in $(OUT)/push.json"
+
 clean:
 	rm -rf build $(VENV) $(COMPAT_VENV)

@@ -57,6 +57,8 @@ def main(argv=None):
     parser.add_argument("--adapter", help="stage 2 output folder (LoRA adapter + projector)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--dataset-name", help="name for the model card (default: the data path)")
+    parser.add_argument("--dataset-type", help="Hub dataset id for the model card (default: the data path)")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--output", required=True, type=Path)
@@ -77,8 +79,8 @@ def main(argv=None):
     if accelerator.is_main_process:
         args.output.mkdir(parents=True, exist_ok=True)
         write_jsonl(args.output / "predictions.jsonl", records)
-        results = {**metrics, "data": args.data, "split": args.split, "skipped": dict(dataset.skips),
-                   "processes": accelerator.num_processes}  # fmt: skip
+        results = {**metrics, "dataset_name": args.dataset_name or args.data, "dataset_type": args.dataset_type or args.data,
+                   "split": args.split, "skipped": dict(dataset.skips), "processes": accelerator.num_processes}  # fmt: skip
         (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"WER {metrics['wer']:.2%}  CER {metrics['cer']:.2%}  exact {metrics['exact_match']:.2%}  "
               f"clips {metrics['num_clips']}  ({dataset.skips.report()})")  # fmt: skip
