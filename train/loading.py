@@ -25,7 +25,8 @@ def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **
     """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
     adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""
     model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(model_path, dtype=dtype, **kwargs)
-    processor = Qwen2AudioGraftProcessor.from_pretrained(model_path)
+    # The folder's auto_map makes AutoTokenizer ask before running its code; the code is ours.
+    processor = Qwen2AudioGraftProcessor.from_pretrained(model_path, trust_remote_code=True)
     if projector is not None:
         load_projector(model, projector)
     if adapter is not None:

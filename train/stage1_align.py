@@ -39,7 +39,8 @@ def main(argv=None):
     model, processor = load_graft(stage.model_path, dtype=getattr(torch, stage.dtype))
     trainable = freeze_all_but_projector(model)
     n_trainable = sum(model.get_parameter(name).numel() for name in trainable)
-    print(f"stage 1: training {n_trainable:,} projector parameters of {model.num_parameters():,}")
+    print(f"stage 1: training {n_trainable:,} projector parameters of {model.num_parameters():,}, "
+          f"world size {training_args.world_size}")  # fmt: skip
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
     collator = SpeechCollator(processor, data_args.instruction)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)

@@ -1,0 +1,165 @@
+"""The training recipe on the tiny graft: two steps of each stage, resume, merge, data-parallel runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+import train.stages
+from train import stage1_align, stage2_qlora
+from train.build import build_tiny, save_graft
+from train.data import SpeechDataset, load_rows
+from train.loading import load_graft
+from train.merge import merge, probe_inputs
+from train.toy_audio import make_toy_audio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training")
+    build_tiny(folder / "graft")
+    manifests = make_toy_audio(folder / "audio", train=8, devtest=4)
+    return folder, manifests
+
+
+def _common(folder, manifests, output, steps, extra=()):
+    return [
+        "--model_path", str(folder / "graft"), "--train_data", str(manifests["train"]),
+        "--output_dir", str(output), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
+        "--learning_rate", "0.01", "--logging_steps", "1", "--save_steps", "2", "--report_to", "none",
+        "--use_cpu", "true", "--seed", "0", "--eval_strategy", "no", *extra,
+    ]  # fmt: skip
+
+
+def test_broken_rows_are_skipped_and_counted(setup):
+    _, manifests = setup
+    dataset = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    assert len(dataset) == 8
+    assert dict(dataset.skips) == {"missing or undecodable audio": 1, "empty text": 1, "audio over 120 s": 1}
+    assert dataset.skips.report() == (
+        "skipped 3 rows: 1 audio over 120 s, 1 empty text, 1 missing or undecodable audio"
+    )
+
+
+def test_stage1_changes_only_the_projector(setup, tmp_path):
+    folder, manifests = setup
+    trainer = stage1_align.main(_common(folder, manifests, tmp_path / "s1", 2))
+    assert trainer.state.global_step == 2
+    before, _ = load_graft(folder / "graft")
+    after = trainer.model.state_dict()
+    changed = {k for k, v in before.state_dict().items() if not torch.equal(v, after[k])}
+    assert changed == {"model.audio_projector.linear_1.weight", "model.audio_projector.linear_1.bias"}
+    saved = load_file(str(tmp_path / "s1" / "model.safetensors"))
+    assert set(saved) == changed
+    assert (tmp_path / "s1" / "training.png").stat().st_size > 0
+    assert json.loads((tmp_path / "s1" / "skipped_rows.json").read_text())["train"]["empty text"] == 1
+
+
+class _Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt("simulated interruption at step 3")
+
+
+def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypatch):
+    folder, manifests = setup
+    straight = stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4))
+    make_trainer = train.stages.make_trainer
+
+    def interrupted(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        trainer.add_callback(_Interrupt())
+        return trainer
+
+    monkeypatch.setattr(stage1_align, "make_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4))
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2"]
+    monkeypatch.setattr(stage1_align, "make_trainer", make_trainer)
+    resumed = stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ["--resume", "true"]))
+    assert resumed.state.global_step == 4
+    steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
+    assert steps == [1, 2, 3, 4]
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert straight.state.global_step == 4
+
+
+@pytest.fixture(scope="module")
+def stage2_output(setup, tmp_path_factory):
+    folder, manifests = setup
+    output = tmp_path_factory.mktemp("s2")
+    extra = ["--lora_r", "8", "--compute_dtype", "float32"]
+    trainer = stage2_qlora.main(_common(folder, manifests, output, 2, extra))
+    return trainer, output
+
+
+def test_stage2_trains_only_lora_and_projector(stage2_output):
+    trainer, output = stage2_output
+    assert trainer.state.global_step == 2
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n or "audio_projector.modules_to_save" in n for n in trainable)
+    assert any("language_model.layers.0.self_attn.q_proj.lora_A" in n for n in trainable)
+    assert not any("audio_tower" in n or "visual" in n for n in trainable)
+    quantized = type(trainer.model.base_model.model.model.language_model.layers[0].mlp.up_proj.base_layer).__name__
+    assert quantized == "Linear4bit"
+    assert type(trainer.model.base_model.model.model.audio_tower.layers[0].fc1).__name__ == "Linear"
+    saved = load_file(str(output / "adapter_model.safetensors"))
+    assert {k.split(".")[-2] for k in saved} <= {"lora_A", "lora_B", "linear_1"}
+
+
+def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):
+    folder, _ = setup
+    _, output = stage2_output
+    merged, processor, error = merge(folder / "graft", adapter=output)
+    assert error <= 1e-4
+    save_graft(merged, processor, tmp_path / "merged")
+    reloaded, _ = load_graft(tmp_path / "merged")
+    adapter_model, _ = load_graft(folder / "graft", adapter=output)
+    inputs = probe_inputs(processor)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, adapter_model(**inputs).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_merge_refuses_nothing_to_merge(setup):
+    folder, _ = setup
+    with pytest.raises(ValueError) as info:
+        merge(folder / "graft")
+    assert str(info.value) == "Nothing to merge: give --projector and/or --adapter"
+
+
+def _accelerate(args, tmp_path):
+    # `--cpu` launches a single process; torchrun's path with ACCELERATE_USE_CPU gives gloo DDP on CPU.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "ACCELERATE_USE_CPU": "true"}  # fmt: skip
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *args]  # fmt: skip
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
+    folder, manifests = setup
+    run = _accelerate(["-m", "train.stage1_align", *_common(folder, manifests, tmp_path / "ddp", 2)], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
+    state = json.loads((tmp_path / "ddp" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert state["train_batch_size"] == 2 and "world size 2" in run.stdout + run.stderr
+    run = _accelerate(["-m", "train.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
+                       "--data", str(manifests["devtest"]), "--output", str(tmp_path / "eval"),
+                       "--max-new-tokens", "3"], tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["processes"] == 2 and results["num_clips"] == 4
+    ids = [json.loads(line)["id"] for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["devtest-000", "devtest-001", "devtest-002", "devtest-003"]
