@@ -8,6 +8,7 @@ through the inherited vision path unchanged, so one prompt may hold images, audi
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_vl.modeling_qwen2_vl import (
     Qwen2VisionTransformerPretrainedModel,
     Qwen2VLForConditionalGeneration,
@@ -163,7 +164,8 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
 
 class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qwen2VLForConditionalGeneration):
     """`Qwen2VLForConditionalGeneration` whose `forward`/`generate` also take `input_features` and
-    `input_features_mask`. `generate` accepts right- or left-padded batches (it left-pads inside)."""
+    `input_features_mask`. `generate` accepts right- or left-padded batches (it left-pads inside).
+    In training mode with `labels`, logits are computed only at the labelled (answer) positions."""
 
     def __init__(self, config: Qwen2AudioGraftConfig):
         Qwen2VLPreTrainedModel.__init__(self, config)
@@ -197,6 +199,14 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
         if input_features is not None:
             kwargs.update(input_features=input_features, input_features_mask=input_features_mask)
+        if labels is not None and self.training:
+            outputs = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                pixel_values=pixel_values, pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
+                video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids, **kwargs,
+            )  # fmt: skip
+            return self._answer_only_loss(outputs, labels, kwargs.get("num_items_in_batch"))
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -213,6 +223,19 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def _answer_only_loss(self, outputs, labels, num_items_in_batch=None) -> CausalLMOutputWithPast:
+        """Training loss with `lm_head` applied only where a label is set (the answer tokens):
+        the vocabulary projection of prompt and audio positions is never computed. The loss
+        equals the parent's; `logits` then holds only those positions, `(answer tokens, vocab)`."""
+        hidden = outputs.last_hidden_state[:, :-1]  # position t predicts token t + 1
+        targets = labels[:, 1:].to(hidden.device)
+        answer = targets != -100
+        logits = self.lm_head(hidden[answer]).float()  # (answer tokens, vocab)
+        loss = nn.functional.cross_entropy(logits, targets[answer], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else answer.sum()
+        loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
 
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
         if input_ids is not None and attention_mask is not None:

@@ -22,7 +22,8 @@ def _whisper(folder):
 
 
 def _text_only_tokenizer(folder):
-    tokenizer = tiny_tokenizer()  # has vision tokens; the audio ones must be added by compose
+    tokenizer = tiny_tokenizer(SPECIAL_TOKENS[:7])  # vision tokens only: compose must add the audio ones
+    assert "<|AUDIO|>" not in tokenizer.get_vocab()
     tokenizer.save_pretrained(folder)
     return tokenizer
 

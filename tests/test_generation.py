@@ -121,3 +121,22 @@ def test_audio_only_model_has_no_vision_tower(tmp_path):
     audio_inputs = processor(text="<|AUDIO|>", audio=make_clip(1.0), sampling_rate=SR)
     with torch.no_grad():
         assert model(**audio_inputs).logits.shape[1] == 50
+
+
+def test_training_loss_uses_answer_positions_only_and_equals_the_full_loss(tiny):
+    from train.data import SpeechCollator
+
+    model, processor = tiny
+    batch = SpeechCollator(processor)([{"audio": make_clip(1.0), "text": "ab"}, {"audio": make_clip(2.0, 1), "text": "c"}])
+    with torch.no_grad():
+        full = model(**batch)  # eval mode: the parent's loss over full logits
+        model.train()
+        try:
+            answer_only = model(**batch)
+        finally:
+            model.eval()
+    n_answer = int((batch["labels"][:, 1:] != -100).sum())
+    assert n_answer == 2 + 1 + 2  # the answers and their <|im_end|>
+    assert answer_only.logits.shape == (n_answer, model.config.text_config.vocab_size)
+    assert full.logits.shape[:2] == batch["input_ids"].shape
+    torch.testing.assert_close(answer_only.loss, full.loss, rtol=1e-5, atol=1e-6)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from tokenizers import pre_tokenizers
+from tokenizers import AddedToken, pre_tokenizers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -54,12 +54,12 @@ CUSTOM_PIPELINES = {
 }
 
 
-def tiny_tokenizer() -> Qwen2Tokenizer:
+def tiny_tokenizer(special_tokens=SPECIAL_TOKENS) -> Qwen2Tokenizer:
     """A byte-level tokenizer with no merges (one token per byte) plus the special tokens."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {symbol: index for index, symbol in enumerate(alphabet)}
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], errors="replace")
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens[1:])})
     tokenizer.eos_token = "<|im_end|>"
     return tokenizer
 
@@ -227,7 +227,7 @@ def load_encoder(encoder: str, dtype):
 def add_audio_tokens(tokenizer, vocab_size: int) -> None:
     missing = [t for t in AUDIO_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_additional_special_tokens=False)
+        tokenizer.add_tokens([AddedToken(token, special=True) for token in missing], special_tokens=True)
     if len(tokenizer) > vocab_size:
         raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the embedding only {vocab_size} rows")
 
