@@ -1,0 +1,130 @@
+"""`make demo`: assemble the mini graft from the committed trained pieces and score it.
+
+    python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
+    python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
+
+`score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
+trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
+voices) and one clip over 30 s made by joining dev-test clips, prints each reference and
+hypothesis, and a table of WER per source for the graft beside Whisper base with its own decoder
+(greedy) on the same clips. The same figures go to `build/demo-results.json`.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+TRAINED = Path(__file__).resolve().parent / "trained"
+COMPONENTS = Path("build/components")
+BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
+DEVTEST = Path("build/demo-corpus/devtest.jsonl")
+RESULTS = Path("build/demo-results.json")
+
+
+def assemble() -> None:
+    from train.build import compose, save_graft
+    from train.merge import merge
+
+    recipe = json.loads((TRAINED / "recipe.json").read_text())
+    if not (BASE / "config.json").exists() or json.loads((BASE / "config.json").read_text())["audio_downsample"] != recipe["audio_downsample"]:
+        compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, recipe["audio_downsample"],
+                recipe["projector_type"], max_audio_seconds=120.0, dtype=torch.float32)  # fmt: skip
+    adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
+    projector = TRAINED / "stage1" if adapter is None else None
+    model, processor, error = merge(BASE, projector=projector, adapter=adapter)
+    print(f"merged {adapter or projector} into {BASE}: logits within {error:.1e} of the unmerged model")
+    save_graft(model, processor, GRAFT, max_shard_size="500MB")
+    print(f"saved {GRAFT}")
+
+
+def load_devtest() -> list[dict]:
+    rows = [json.loads(line) for line in DEVTEST.read_text().splitlines()]
+    for row in rows:
+        samples, rate = soundfile.read(DEVTEST.parent / row["audio"], dtype="float32")
+        if rate != 16000:
+            raise ValueError(f"{row['audio']}: expected 16 kHz dev-test audio, got {rate} Hz")
+        row["samples"] = samples
+    return rows
+
+
+def long_clip(rows: list[dict], seconds: float = 40.0) -> dict:
+    """Real recordings joined (with 0.3 s gaps) until the clip is over `seconds`."""
+    pieces, texts, total = [], [], 0.0
+    for row in sorted((r for r in rows if r["source"] == "real"), key=lambda r: -len(r["samples"])):
+        pieces += [row["samples"], np.zeros(4800, dtype=np.float32)]
+        texts.append(row["text"])
+        total += len(row["samples"]) / 16000 + 0.3
+        if total > seconds:
+            break
+    return {"samples": np.concatenate(pieces), "text": " ".join(texts), "voice": "joined real", "source": "real"}
+
+
+def whisper_base(rows: list[dict], batch_size=8) -> list[str]:
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    model = WhisperForConditionalGeneration.from_pretrained(COMPONENTS / "whisper-base").eval()
+    processor = WhisperProcessor.from_pretrained(COMPONENTS / "whisper-base")
+    texts = []
+    for start in range(0, len(rows), batch_size):
+        batch = [r["samples"] for r in rows[start : start + batch_size]]
+        features = processor(batch, sampling_rate=16000, return_tensors="pt").input_features
+        with torch.no_grad():
+            ids = model.generate(features, language="en", task="transcribe", num_beams=1, do_sample=False)
+        texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+    return texts
+
+
+def wer_table(rows, graft, whisper) -> dict:
+    from train.metrics import compute_metrics
+
+    table = {}
+    for voice in sorted({r["voice"] for r in rows}) + ["all"]:
+        picked = [i for i, r in enumerate(rows) if voice in ("all", r["voice"])]
+        refs = [rows[i]["text"] for i in picked]
+        table[voice] = {"clips": len(picked), "graft_wer": compute_metrics(refs, [graft[i] for i in picked])["wer"],
+                        "whisper_base_wer": compute_metrics(refs, [whisper[i] for i in picked])["wer"]}  # fmt: skip
+    return table
+
+
+def score(batch_size: int = 8) -> dict:
+    from transformers import pipeline
+
+    from train.metrics import compute_metrics
+
+    rows = load_devtest()
+    asr = pipeline("automatic-speech-recognition", model=str(GRAFT), trust_remote_code=True)
+    started = time.time()
+    graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
+    graft_seconds = time.time() - started
+    whisper = whisper_base(rows, batch_size)
+    for row, hyp, base in zip(rows, graft, whisper):
+        print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")
+    joined = long_clip(rows)
+    joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
+    print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
+    results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
+               "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
+                             "hypothesis": joined_hyp,
+                             "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
+    print("\n| source | clips | mini graft WER | Whisper base WER |\n|---|---|---|---|")
+    for voice, row in results["per_source"].items():
+        print(f"| {voice} | {row['clips']} | {row['graft_wer']:.1%} | {row['whisper_base_wer']:.1%} |")
+    print(f"| {results['long_clip']['seconds']} s joined clip, whole | 1 | {results['long_clip']['wer']:.1%} | - |")
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=("assemble", "score"))
+    args = parser.parse_args(argv)
+    assemble() if args.step == "assemble" else score()
+
+
+if __name__ == "__main__":
+    main()
