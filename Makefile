@@ -51,5 +51,9 @@ smoke-train: $(VENV)/.installed
 	$(PY) -m train.push --folder $(OUT)/merged --repo-id you/tiny-audio-graft --fake-api-record $(OUT)/push.json
 	@echo "smoke-train: everything is under $(OUT); uploaded files listed in $(OUT)/push.json"
 
+# CPU benchmark, reference way vs ours (mini graft when built, else the tiny graft); under 10 minutes.
+bench: $(VENV)/.installed
+	$(PY) -m bench.bench --out bench/cpu-results.json
+
 clean:
 	rm -rf build $(VENV) $(COMPAT_VENV)

@@ -1,0 +1,151 @@
+"""CPU benchmark: the reference way of running the graft against ours, same weights, same audio.
+
+    python -m bench.bench [--model build/mini-graft] [--repeats 3] [--batch-size 8] [--out bench/cpu-results.json]
+
+(a) reference: every clip padded to 30 s (longer audio cut to 30 s, as the reference model does)
+    and 1500 audio tokens in the prompt (`audio_downsample=1`), one clip at a time;
+(b) ours: tokens only for real audio at the model's `audio_downsample`, all windows of long clips,
+    one clip at a time and batched.
+The LLM, encoder and prompt are the same; (a) gets a downsample-1 projector of the same width
+(timing does not depend on its values). Both ways generate exactly the same number of tokens,
+3 per second of audio (at least 8). Reports audio tokens per clip, p50 latency, RTFx (seconds of
+audio per second of wall time) and peak resident memory per setting; the last line is the
+batch-1 latency ratio for 5 s clips, reference / ours.
+"""
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+from train.graft import SAMPLING_RATE, Qwen2AudioGraftProjector, build_prompt, num_audio_tokens
+from train.loading import load_graft
+
+LENGTHS = (2, 5, 15, 30, 70)
+WINDOW = 30 * SAMPLING_RATE
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets the peak resident set size (VmHWM) of this process.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal: a voiced tone with a syllable-rate envelope and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLING_RATE)) / SAMPLING_RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (0.2 * envelope * np.sin(2 * np.pi * 180 * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def reference_model(model):
+    """The same LLM and encoder with a downsample-1 projector: the reference graft's 50 tokens/s.
+    Shallow copies with their own module tables: the original model is left untouched."""
+    if model.config.audio_downsample == 1:
+        return model
+    config = copy.deepcopy(model.config)
+    config.audio_downsample = 1
+    inner = copy.copy(model.model)
+    inner._modules = dict(model.model._modules)
+    inner.config = config
+    inner.audio_projector = Qwen2AudioGraftProjector(config).to(model.dtype)
+    reference = copy.copy(model)
+    reference._modules = dict(model._modules)
+    reference.config = config
+    reference.model = inner
+    return reference
+
+
+def run(model, processor, clips, new_tokens, pad_to_30s=False) -> float:
+    """Seconds to transcribe `clips` as one batch, generating exactly `new_tokens` tokens."""
+    if pad_to_30s:
+        clips = [np.pad(c[:WINDOW], (0, WINDOW - len(c[:WINDOW]))) for c in clips]
+    started = time.perf_counter()
+    inputs = processor(text=[build_prompt(processor)] * len(clips), audio=clips, sampling_rate=SAMPLING_RATE)
+    inputs["input_features"] = inputs["input_features"].to(model.dtype)
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    return time.perf_counter() - started
+
+
+def measure(model, processor, clips, new_tokens, repeats, pad_to_30s=False) -> dict:
+    run(model, processor, clips, new_tokens, pad_to_30s)  # warm-up
+    reset_peak_rss()
+    times = [run(model, processor, clips, new_tokens, pad_to_30s) for _ in range(repeats)]
+    p50 = statistics.median(times)
+    # The reference way transcribes at most the first 30 s of each clip: count only that.
+    audio_seconds = sum(min(len(c), WINDOW) if pad_to_30s else len(c) for c in clips) / SAMPLING_RATE
+    return {"p50_s": round(p50, 3), "rtfx": round(audio_seconds / p50, 2), "peak_rss_mib": round(peak_rss_mib())}
+
+
+def bench_length(model, reference, processor, seconds, repeats, batch_size) -> dict:
+    clip = speech(seconds)
+    new_tokens = max(8, 3 * seconds)
+    row = {"seconds": seconds, "new_tokens": new_tokens,
+           "tokens_reference": 1500, "tokens_ours": num_audio_tokens(len(clip), model.config.audio_downsample)}  # fmt: skip
+    row["reference_b1"] = measure(reference, processor, [clip], new_tokens, repeats, pad_to_30s=True)
+    row["ours_b1"] = measure(model, processor, [clip], new_tokens, repeats)
+    batch = [speech(seconds, seed) for seed in range(batch_size)]
+    row[f"ours_b{batch_size}"] = measure(model, processor, batch, new_tokens, repeats)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
+    parser.add_argument("--fallback", type=Path, default=Path("build/tiny-graft"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--out", type=Path, default=Path("bench/cpu-results.json"))
+    args = parser.parse_args(argv)
+    folder = args.model if (args.model / "config.json").exists() else args.fallback
+    if folder == args.fallback and not (folder / "config.json").exists():
+        from train.build import build_tiny
+
+        build_tiny(folder)
+    model, processor = load_graft(folder, dtype=getattr(torch, args.dtype))
+    reference = reference_model(model)
+    print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, {model.num_parameters() / 1e6:.0f} M "
+          f"parameters, {args.dtype}); torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")  # fmt: skip
+    rows = [bench_length(model, reference, processor, s, args.repeats, args.batch_size) for s in args.lengths]
+    report(rows, args.batch_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model": str(folder), "dtype": args.dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "transformers": transformers.__version__, "repeats": args.repeats, "batch_size": args.batch_size}  # fmt: skip
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    five = next((r for r in rows if r["seconds"] == 5), rows[0])
+    ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
+    print(f"batch-1 latency ratio for {five['seconds']} s clips, reference / ours: {ratio:.1f}x")
+
+
+def report(rows, batch_size) -> None:
+    key = f"ours_b{batch_size}"
+    print("| clip | tokens ref | tokens ours | p50 ref b1 | p50 ours b1 | p50 ours b%d | RTFx ref b1 | RTFx ours b1 "
+          "| RTFx ours b%d | batched / ref RTFx | peak MiB ref / ours b1 / ours b%d |" % ((batch_size,) * 3))
+    print("|" + "---|" * 11)
+    for r in rows:
+        ref, one, many = r["reference_b1"], r["ours_b1"], r[key]
+        print(f"| {r['seconds']} s | {r['tokens_reference']} | {r['tokens_ours']} | {ref['p50_s']} s | {one['p50_s']} s "
+              f"| {many['p50_s']} s | {ref['rtfx']} | {one['rtfx']} | {many['rtfx']} | {many['rtfx'] / ref['rtfx']:.1f}x "
+              f"| {ref['peak_rss_mib']} / {one['peak_rss_mib']} / {many['peak_rss_mib']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
