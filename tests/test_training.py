@@ -79,11 +79,11 @@ def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypa
         trainer.add_callback(_Interrupt())
         return trainer
 
-    monkeypatch.setattr(stage1_align, "make_trainer", interrupted)
+    monkeypatch.setattr(train.stages, "make_trainer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4))
     assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2"]
-    monkeypatch.setattr(stage1_align, "make_trainer", make_trainer)
+    monkeypatch.setattr(train.stages, "make_trainer", make_trainer)
     resumed = stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ["--resume", "true"]))
     assert resumed.state.global_step == 4
     steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]

@@ -15,9 +15,8 @@ import torch
 from transformers import TrainingArguments
 
 from train.args import DataArguments, parse_config
-from train.data import SpeechCollator
 from train.loading import PROJECTOR_PREFIX, load_graft
-from train.stages import build_datasets, finish, make_trainer
+from train.stages import run_stage
 
 
 @dataclass
@@ -41,12 +40,7 @@ def main(argv=None):
     n_trainable = sum(model.get_parameter(name).numel() for name in trainable)
     print(f"stage 1: training {n_trainable:,} projector parameters of {model.num_parameters():,}, "
           f"world size {training_args.world_size}")  # fmt: skip
-    train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
-    collator = SpeechCollator(processor, data_args.instruction)
-    trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
-    trainer.train(resume_from_checkpoint=True if stage.resume else None)
-    finish(trainer, train_set, eval_set, "stage 1: projector alignment")
-    return trainer
+    return run_stage(model, processor, data_args, training_args, stage.resume, "stage 1: projector alignment")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ import torch
 from transformers import BitsAndBytesConfig, TrainingArguments
 
 from train.args import DataArguments, parse_config
-from train.data import SpeechCollator
 from train.loading import load_graft
-from train.stages import build_datasets, finish, make_trainer
+from train.stages import run_stage
 
 LLM_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 NOT_QUANTIZED = ["model.audio_tower", "model.audio_projector", "model.visual", "lm_head"]
@@ -77,12 +76,7 @@ def main(argv=None):
         model.enable_input_require_grads()
     model = add_lora(model, stage)
     model.print_trainable_parameters()
-    train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
-    collator = SpeechCollator(processor, data_args.instruction)
-    trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
-    trainer.train(resume_from_checkpoint=True if stage.resume else None)
-    finish(trainer, train_set, eval_set, "stage 2: QLoRA")
-    return trainer
+    return run_stage(model, processor, data_args, training_args, stage.resume, "stage 2: QLoRA")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import safetensors.torch
 from transformers import Trainer, TrainerCallback
 
-from train.data import SpeechDataset, StreamingSpeechDataset, load_rows
+from train.data import SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
 from train.evaluate import evaluate_dataset
 from train.plots import plot_training
 
@@ -74,6 +74,16 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
         callback = WerCallback(processor, eval_set, data_args, training_args.per_device_eval_batch_size)
         callback.trainer = trainer
         trainer.add_callback(callback)
+    return trainer
+
+
+def run_stage(model, processor, data_args, training_args, resume: bool, title: str):
+    """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
+    train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
+    collator = SpeechCollator(processor, data_args.instruction)
+    trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    finish(trainer, train_set, eval_set, title)
     return trainer
 
 
