@@ -6,7 +6,10 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat test mini-test demo demo-train smoke-train bench clean
+.PHONY: install compat test mini-test demo demo-deps demo-train smoke-train bench clean
+DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
+MINI_DOWNSAMPLE ?= 4
+MINI_PROJECTOR ?= linear
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,34 @@ compat: $(COMPAT_VENV)/.installed
 # Default suite (CPU, no downloads): the remote-code files are also loaded under transformers 5.17.
 test: $(VENV)/.installed $(COMPAT_VENV)/.installed
 	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(PY) -m pytest -q
+
+# Debian packages for the speech corpus (TTS voices, sox, fortunes, real recordings).
+demo-deps:
+	@missing=$$(for p in $(DEMO_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# The main job: the mini graft (real Whisper base + Qwen2.5-0.5B, committed trained pieces) through
+# the stock pipeline() on real and TTS dev-test speech, beside Whisper base.
+demo: $(VENV)/.installed demo-deps
+	$(PY) -m mini.fetch_components --out build/components
+	$(PY) -m mini.make_corpus --out build/demo-corpus --train-size 0 --no-progress
+	$(PY) -m mini.demo assemble
+	$(PY) -m mini.demo score
+
+# Retrain the committed pieces from scratch (CPU: see README for how long).
+demo-train: $(VENV)/.installed demo-deps
+	$(PY) -m mini.fetch_components --out build/components
+	$(PY) -m mini.make_corpus --out build/corpus --no-progress
+	$(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
+		--output build/mini-base --audio-downsample $(MINI_DOWNSAMPLE) --projector-type $(MINI_PROJECTOR) \
+		--max-audio-seconds 120 --dtype float32
+	$(PY) -m train.stage1_align --config train/configs/mini_stage1.yaml
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml
+	$(PY) -m mini.demo keep --note "make demo-train on $$(nproc) CPU cores"
+
+# Tests that need the downloaded mini components (make demo first).
+mini-test: $(VENV)/.installed
+	$(PY) -m pytest -q -m mini
 
 # The whole training recipe on the tiny graft and a generated audio set (CPU, a few minutes).
 smoke-train: $(VENV)/.installed

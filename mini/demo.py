@@ -2,6 +2,7 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
+    python -m mini.demo keep       # (after `make demo-train`) copy the trained pieces into mini/trained
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
@@ -119,11 +120,36 @@ def score(batch_size: int = 8) -> dict:
     return results
 
 
+def keep(train_dir: Path = Path("build/mini-train"), note: str = "") -> None:
+    """Copy stage 1's projector and stage 2's adapter (with its projector) into mini/trained,
+    with the recipe they were trained for."""
+    import shutil
+
+    config = json.loads((BASE / "config.json").read_text())
+    (TRAINED / "stage1").mkdir(parents=True, exist_ok=True)
+    (TRAINED / "stage2").mkdir(parents=True, exist_ok=True)
+    shutil.copy(train_dir / "stage1" / "model.safetensors", TRAINED / "stage1" / "model.safetensors")
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(train_dir / "stage2" / name, TRAINED / "stage2" / name)
+    for stage in ("stage1", "stage2"):
+        shutil.copy(train_dir / stage / "training.png", TRAINED / stage / "training.png")
+    recipe = {"audio_downsample": config["audio_downsample"], "projector_type": config["projector_type"], "note": note}
+    (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
+    print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")
+    if total > 16 * 2**20:
+        raise ValueError(f"the trained pieces take {total / 2**20:.1f} MiB; at most 16 MiB go in git")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score"))
+    parser.add_argument("step", choices=("assemble", "score", "keep"))
+    parser.add_argument("--note", default="", help="with keep: how and where the pieces were trained")
     args = parser.parse_args(argv)
-    assemble() if args.step == "assemble" else score()
+    if args.step == "keep":
+        keep(note=args.note)
+    else:
+        assemble() if args.step == "assemble" else score()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The ASR pipeline class, in process: inputs it takes, the instruction prompt, its errors."""
+
+import numpy as np
+import pytest
+import soundfile
+from transformers import pipeline
+
+from tests.conftest import make_clip
+
+
+@pytest.fixture(scope="module")
+def asr(tiny_dir):
+    return pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
+
+
+def test_instruction_prompt_reaches_the_model(asr):
+    item = next(asr.preprocess(make_clip(1.0), prompt="Translate this audio into French."))
+    assert item["prompt"].endswith(
+        "<|audio_bos|><|AUDIO|><|audio_eos|>Translate this audio into French.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    default = next(asr.preprocess(make_clip(1.0)))
+    assert "Transcribe this audio." in default["prompt"]
+    out = asr(make_clip(1.0), prompt="Translate this audio into French.", max_new_tokens=3)
+    assert isinstance(out["text"], str)
+
+
+def test_inputs_of_every_kind_give_the_same_text(asr, tmp_path):
+    clip = make_clip(1.0)
+    path = tmp_path / "clip.flac"
+    soundfile.write(path, clip, 16000)
+    kwargs = {"max_new_tokens": 4}
+    texts = [
+        asr(clip, **kwargs)["text"],
+        asr({"raw": clip, "sampling_rate": 16000}, **kwargs)["text"],
+        asr({"array": clip, "sampling_rate": 16000}, **kwargs)["text"],
+        asr(str(path), **kwargs)["text"],
+        asr(path.read_bytes(), **kwargs)["text"],
+        asr([clip], **kwargs)[0]["text"],
+    ]
+    assert len(set(texts)) == 1, texts
+
+
+def test_generate_kwargs_are_passed_on(asr):
+    short = asr(make_clip(1.0), generate_kwargs={"max_new_tokens": 2, "min_new_tokens": 2})
+    longer = asr(make_clip(1.0), generate_kwargs={"max_new_tokens": 6, "min_new_tokens": 6})
+    tokenizer = asr.processor.tokenizer
+    assert len(tokenizer(short["text"])["input_ids"]) <= len(tokenizer(longer["text"])["input_ids"])
+
+
+def test_pipeline_errors(asr):
+    with pytest.raises(ValueError) as info:
+        asr({"raw": make_clip(1.0)})
+    assert str(info.value) == 'An audio dict needs "raw" (or "array") samples and "sampling_rate", got keys [\'raw\']'
+    with pytest.raises(TypeError) as info:
+        asr(12)
+    assert str(info.value) == "Expected a file path, bytes, an array or a {'raw', 'sampling_rate'} dict, got int"
+    with pytest.raises(TypeError) as info:
+        asr(make_clip(1.0), chunk_length_s=30)
+    assert str(info.value) == "Unexpected arguments for the audio graft pipeline: ['chunk_length_s']"
+    with pytest.raises(ValueError) as info:
+        asr(np.zeros(121 * 16000, dtype=np.float32))
+    assert str(info.value) == "audio clip 0 is 121.0 s long; the longest accepted is 120 s (max_audio_seconds)"
