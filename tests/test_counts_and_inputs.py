@@ -53,14 +53,16 @@ def test_config_rejects_unknown_projector_and_downsample():
     assert str(info.value) == "audio_downsample must be one of (1, 2, 4, 8), got 3"
 
 
-@pytest.mark.parametrize("seconds", [2, 30, 70])
+@pytest.mark.parametrize("seconds", [2, 30, 70, 0.0123, 30.0071, 61.2345])
 def test_processor_expands_to_the_pure_count(tiny, seconds):
     model, processor = tiny
-    inputs = processor(text="<|audio_bos|><|AUDIO|><|audio_eos|>hi", audio=make_clip(seconds), sampling_rate=SR)
+    clip = make_clip(seconds)
+    inputs = processor(text="<|audio_bos|><|AUDIO|><|audio_eos|>hi", audio=clip, sampling_rate=SR)
     n_tokens = int((inputs["input_ids"] == model.config.audio_token_id).sum())
-    assert n_tokens == num_audio_tokens(seconds * SR, model.config.audio_downsample)
-    assert inputs["input_features"].shape == (-(-seconds // 30), 80, 3000)
-    assert inputs["input_features_mask"].sum().item() == seconds * 100
+    assert n_tokens == num_audio_tokens(len(clip), model.config.audio_downsample)
+    assert inputs["input_features"].shape == (-(-len(clip) // (30 * SR)), 80, 3000)
+    assert inputs["input_features_mask"].sum().item() == sum(-(-min(30 * SR, len(clip) - s) // 160)
+                                                             for s in range(0, len(clip), 30 * SR))  # fmt: skip
     # The model's features agree with the placeholders: no error, one feature per token.
     with torch.no_grad():
         features = model.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
