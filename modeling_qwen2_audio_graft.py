@@ -35,6 +35,21 @@ class Qwen2AudioGraftProjector(nn.Module):
             self.act = ACT2FN["gelu"]
             self.linear_2 = nn.Linear(hidden_size, hidden_size)
 
+    @torch.no_grad()
+    def init_to_scale(self, input_rms: float, output_rms: float) -> None:
+        """Random weights whose outputs have root-mean-square `output_rms` for inputs of `input_rms`.
+
+        Used by the builder with the LLM's embedding RMS as target: the default initialisation
+        gives audio embeddings tens of times larger than the text embeddings they sit among."""
+        layers = [self.linear_1] + ([self.linear_2] if hasattr(self, "linear_2") else [])
+        scale = input_rms
+        for index, layer in enumerate(layers):
+            last = index == len(layers) - 1
+            target = output_rms if last else 1.0
+            nn.init.normal_(layer.weight, std=target / (scale * layer.in_features**0.5))
+            nn.init.zeros_(layer.bias)
+            scale = 0.65  # RMS of GELU of a unit-RMS Gaussian, the input of the next layer
+
     def forward(self, encoder_states: torch.Tensor) -> torch.Tensor:
         windows, frames, width = encoder_states.shape
         # Zero-pad the frame axis to a multiple of the downsample factor; only tokens made of

@@ -77,3 +77,21 @@ def test_compose_from_qwen2_vl_keeps_vision(tmp_path):
         torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
     assert any(key.startswith("model.visual.") for key in got)
     assert {k.split(".")[1] for k in got if k.startswith("model.audio_projector")} == {"audio_projector"}
+
+
+def test_projector_output_matches_the_text_embedding_scale(tmp_path):
+    tokenizer = _text_only_tokenizer(tmp_path / "llm")
+    llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                       num_attention_heads=4, num_key_value_heads=2, initializer_range=0.02))  # fmt: skip
+    llm.save_pretrained(tmp_path / "llm")
+    _whisper(tmp_path / "whisper")
+    for projector_type in ("linear", "mlp"):
+        graft, processor = compose(tmp_path / "llm", tmp_path / "whisper", tmp_path / projector_type,
+                                   projector_type=projector_type, audio_downsample=2, dtype=torch.float32)  # fmt: skip
+        inputs = processor(text="<|AUDIO|>", audio=make_clip(3.0), sampling_rate=16000)
+        with torch.no_grad():
+            audio = graft.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
+        text_rms = llm.get_input_embeddings().weight.pow(2).mean().sqrt()
+        ratio = float(audio.pow(2).mean().sqrt() / text_rms)
+        assert 0.5 < ratio < 2.0, (projector_type, ratio)
+    assert tokenizer is not None

@@ -262,6 +262,17 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
     return model, processor
 
 
+def encoder_output_rms(audio_tower) -> float:
+    """RMS of the Whisper encoder's outputs, from its final LayerNorm: unit-variance features
+    scaled by gamma and shifted by beta have mean square mean(gamma**2) + mean(beta**2)."""
+    norm = audio_tower.layer_norm
+    return float((norm.weight.float().pow(2).mean() + norm.bias.float().pow(2).mean()).sqrt())
+
+
+def embedding_rms(model) -> float:
+    return float(model.get_input_embeddings().weight.float().pow(2).mean().sqrt())
+
+
 def _init_left_out(model, missing_keys, dtype) -> None:
     """Fresh weights for what no checkpoint provides: the projector, and a vision tower asked for
     on a text-only LLM. Anything else missing is a mapping error."""
@@ -269,7 +280,9 @@ def _init_left_out(model, missing_keys, dtype) -> None:
     unexpected = [k for k in missing_keys if not k.startswith(fresh) and k != "lm_head.weight"]
     if unexpected:
         raise ValueError(f"These weights were not found in the checkpoints: {unexpected[:10]}")
-    model.model.audio_projector = Qwen2AudioGraftProjector(model.config).to(dtype)
+    projector = Qwen2AudioGraftProjector(model.config)
+    projector.init_to_scale(encoder_output_rms(model.model.audio_tower), embedding_rms(model))
+    model.model.audio_projector = projector.to(dtype)
     if any(k.startswith("model.visual.") for k in missing_keys):
         visual = type(model.model.visual)._from_config(model.config.vision_config)
         model.model.visual = visual.to(dtype)
