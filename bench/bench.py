@@ -7,8 +7,9 @@
 (b) ours: tokens only for real audio at the model's `audio_downsample`, all windows of long clips,
     one clip at a time and batched.
 The LLM, encoder and prompt are the same; (a) gets a downsample-1 projector of the same width
-(timing does not depend on its values). Both ways generate exactly the same number of tokens,
-3 per second of audio (at least 8). Reports audio tokens per clip, p50 latency, RTFx (seconds of
+(timing does not depend on its values). Both ways generate exactly the same number of tokens:
+`--new-tokens` (16 by default, so the CPU run stays under 10 minutes), or
+`--tokens-per-second` tokens per second of audio. Reports audio tokens per clip, p50 latency, RTFx (seconds of
 audio per second of wall time) and peak resident memory per setting; the last line is the
 batch-1 latency ratio for 5 s clips, reference / ours.
 """
@@ -92,12 +93,13 @@ def measure(model, processor, clips, new_tokens, repeats, pad_to_30s=False) -> d
     return {"p50_s": round(p50, 3), "rtfx": round(audio_seconds / p50, 2), "peak_rss_mib": round(peak_rss_mib())}
 
 
-def bench_length(model, reference, processor, seconds, repeats, batch_size) -> dict:
+def bench_length(model, reference, processor, seconds, repeats, batch_size, new_tokens) -> dict:
+    reference_processor = copy.copy(processor)
+    reference_processor.audio_downsample = 1  # 1500 placeholders per 30 s window, as the reference
     clip = speech(seconds)
-    new_tokens = max(8, 3 * seconds)
     row = {"seconds": seconds, "new_tokens": new_tokens,
            "tokens_reference": 1500, "tokens_ours": num_audio_tokens(len(clip), model.config.audio_downsample)}  # fmt: skip
-    row["reference_b1"] = measure(reference, processor, [clip], new_tokens, repeats, pad_to_30s=True)
+    row["reference_b1"] = measure(reference, reference_processor, [clip], new_tokens, repeats, pad_to_30s=True)
     row["ours_b1"] = measure(model, processor, [clip], new_tokens, repeats)
     batch = [speech(seconds, seed) for seed in range(batch_size)]
     row[f"ours_b{batch_size}"] = measure(model, processor, batch, new_tokens, repeats)
@@ -108,7 +110,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
     parser.add_argument("--fallback", type=Path, default=Path("build/tiny-graft"))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--tokens-per-second", type=float, help="decode length per second of audio instead")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
@@ -124,11 +128,16 @@ def main(argv=None):
     print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, {model.num_parameters() / 1e6:.0f} M "
           f"parameters, {args.dtype}); torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")  # fmt: skip
-    rows = [bench_length(model, reference, processor, s, args.repeats, args.batch_size) for s in args.lengths]
+    rows = []
+    for seconds in args.lengths:
+        new_tokens = round(args.tokens_per_second * seconds) if args.tokens_per_second else args.new_tokens
+        rows.append(bench_length(model, reference, processor, seconds, args.repeats, args.batch_size, new_tokens))
+        print(json.dumps(rows[-1]), flush=True)
     report(rows, args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(folder), "dtype": args.dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "transformers": transformers.__version__, "repeats": args.repeats, "batch_size": args.batch_size}  # fmt: skip
+            "transformers": transformers.__version__, "repeats": args.repeats, "batch_size": args.batch_size,
+            "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     five = next((r for r in rows if r["seconds"] == 5), rows[0])
     ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
