@@ -12,7 +12,6 @@ tower is built unless `--vision-tower` is given). The projector is freshly initi
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -31,7 +30,6 @@ from transformers import (
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
 from train.graft import (
-    REPO_ROOT,
     Qwen2AudioGraftConfig,
     Qwen2AudioGraftForConditionalGeneration,
     Qwen2AudioGraftProcessor,
@@ -126,9 +124,6 @@ def save_graft(model, processor, output: Path, max_shard_size="2GB") -> None:
     config.auto_map = {**config.auto_map, **{name: MODEL_CLASS_REF for name in EXTRA_AUTO_CLASSES}}
     config.architectures = [type(model).__name__]
     config.save_pretrained(output)
-    for code in ("pipeline_qwen2_audio_graft.py",):  # imported by modeling; copied for clarity on old versions
-        if not (output / code).exists():
-            shutil.copy(REPO_ROOT / code, output / code)
 
 
 def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0):
