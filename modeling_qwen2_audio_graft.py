@@ -214,30 +214,16 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
         if input_features is not None:
             kwargs.update(input_features=input_features, input_features_mask=input_features_mask)
+        model_inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            pixel_values=pixel_values, pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
+            video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids, **kwargs,
+        )  # fmt: skip
         if labels is not None and self.training:
-            outputs = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                pixel_values=pixel_values, pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
-                video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids, **kwargs,
-            )  # fmt: skip
+            outputs = self.model(**model_inputs)
             return self._answer_only_loss(outputs, labels, kwargs.get("num_items_in_batch"))
-        return super().forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            use_cache=use_cache,
-            pixel_values=pixel_values,
-            pixel_values_videos=pixel_values_videos,
-            image_grid_thw=image_grid_thw,
-            video_grid_thw=video_grid_thw,
-            mm_token_type_ids=mm_token_type_ids,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        return super().forward(labels=labels, logits_to_keep=logits_to_keep, **model_inputs)
 
     def _answer_only_loss(self, outputs, labels, num_items_in_batch=None) -> CausalLMOutputWithPast:
         """Training loss with `lm_head` applied only where a label is set (the answer tokens):
