@@ -74,6 +74,10 @@ class Qwen2AudioGraftConfig(Qwen2VLConfig):
         projector_type (`str`, *optional*, defaults to `"linear"`):
             `"linear"` (one linear layer, as in the reference model) or `"mlp"` (linear, GELU,
             linear) from the stacked encoder frames to the LLM width.
+        projector_norm (`bool`, *optional*, defaults to `True`):
+            End the projector with an RMSNorm whose gain starts at the LLM's embedding RMS, so
+            audio embeddings sit on the scale of the text embeddings around them however far
+            training moves the linear weights. `False` is the reference model's bare projector.
         audio_downsample (`int`, *optional*, defaults to 1):
             How many consecutive encoder frames (20 ms each) are stacked into one LLM token: 1
             gives 50 tokens per second of audio (the reference model), 2 gives 25, 4 gives 12.5,
@@ -95,6 +99,7 @@ class Qwen2AudioGraftConfig(Qwen2VLConfig):
     audio_token_id: int = 151658
     audio_eos_token_id: int = 151659
     projector_type: str = "linear"
+    projector_norm: bool = True
     audio_downsample: int = 1
     max_audio_seconds: float = 300.0
     use_vision_tower: bool = True
@@ -106,6 +111,8 @@ class Qwen2AudioGraftConfig(Qwen2VLConfig):
             self.audio_config = WhisperConfig(**{k: v for k, v in self.audio_config.items() if k != "model_type"})
         if self.projector_type not in PROJECTOR_TYPES:
             raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {self.projector_type!r}")
+        if not isinstance(self.projector_norm, bool):
+            raise ValueError(f"projector_norm must be true or false, got {self.projector_norm!r}")
         if self.audio_downsample not in AUDIO_DOWNSAMPLES:
             raise ValueError(f"audio_downsample must be one of {AUDIO_DOWNSAMPLES}, got {self.audio_downsample}")
         if not self.max_audio_seconds > 0:

@@ -23,7 +23,9 @@ from .pipeline_qwen2_audio_graft import Qwen2AudioGraftASRPipeline  # noqa: F401
 
 
 class Qwen2AudioGraftProjector(nn.Module):
-    """Stacks `audio_downsample` consecutive encoder frames and maps them to the LLM width."""
+    """Stacks `audio_downsample` consecutive encoder frames and maps them to the LLM width
+    (`linear_1`, or `linear_1`-GELU-`linear_2`), then, with `projector_norm`, RMS-normalises them
+    with a learned gain (`norm`)."""
 
     def __init__(self, config: Qwen2AudioGraftConfig):
         super().__init__()
@@ -34,18 +36,23 @@ class Qwen2AudioGraftProjector(nn.Module):
         if config.projector_type == "mlp":
             self.act = ACT2FN["gelu"]
             self.linear_2 = nn.Linear(hidden_size, hidden_size)
+        if config.projector_norm:
+            self.norm = nn.RMSNorm(hidden_size, eps=config.text_config.rms_norm_eps)
 
     @torch.no_grad()
     def init_to_scale(self, input_rms: float, output_rms: float) -> None:
         """Random weights whose outputs have root-mean-square `output_rms` for inputs of `input_rms`.
 
         Used by the builder with the LLM's embedding RMS as target: the default initialisation
-        gives audio embeddings tens of times larger than the text embeddings they sit among."""
+        gives audio embeddings tens of times larger than the text embeddings they sit among.
+        With the norm, the linear layers aim at unit RMS and the norm's gain carries `output_rms`."""
         layers = [self.linear_1] + ([self.linear_2] if hasattr(self, "linear_2") else [])
+        if hasattr(self, "norm"):
+            self.norm.weight.fill_(output_rms)
         scale = input_rms
         for index, layer in enumerate(layers):
             last = index == len(layers) - 1
-            target = output_rms if last else 1.0
+            target = output_rms if last and not hasattr(self, "norm") else 1.0
             nn.init.normal_(layer.weight, std=target / (scale * layer.in_features**0.5))
             nn.init.zeros_(layer.bias)
             scale = 0.65  # RMS of GELU of a unit-RMS Gaussian, the input of the next layer
@@ -62,6 +69,8 @@ class Qwen2AudioGraftProjector(nn.Module):
         hidden = self.linear_1(stacked)
         if hasattr(self, "linear_2"):
             hidden = self.linear_2(self.act(hidden))
+        if hasattr(self, "norm"):
+            hidden = self.norm(hidden)
         return hidden
 
 
@@ -100,34 +109,62 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
                 raise ValueError(f"input_features_mask row {index} marks no audio: every window must hold audio")
         return [num_audio_tokens(int(n) * HOP_LENGTH, self.config.audio_downsample) for n in mel_lengths]
 
-    def get_audio_features(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> torch.Tensor:
+    def get_audio_features(self, input_features=None, input_features_mask=None, audio_encoder_states=None):
         """Encode Whisper windows and return the projected tokens of real audio only.
 
         Args:
             input_features: `(windows, num_mel_bins, 3000)` log-mel windows.
             input_features_mask: `(windows, 3000)`, 1 for mel frames of real audio.
+            audio_encoder_states: instead of `input_features`, the frozen encoder's outputs
+                computed beforehand, `(windows, frames, d_model)`: each window's first frames,
+                at least the ones its audio tokens are made of (see `encoder_frames_needed`);
+                frames past those are ignored. Training uses this to encode a corpus once.
         Returns:
             `(sum of audio tokens over windows, hidden_size)`, windows in order.
         """
         expected_frames = 2 * self.config.audio_config.max_source_positions
         mel_bins = self.config.audio_config.num_mel_bins
-        if input_features.ndim != 3 or input_features.shape[1:] != (mel_bins, expected_frames):
+        width = self.config.audio_config.d_model
+        if audio_encoder_states is not None:
+            if audio_encoder_states.ndim != 3 or audio_encoder_states.shape[-1] != width:
+                raise ValueError(
+                    f"audio_encoder_states must have shape (windows, frames, {width}), "
+                    f"got {tuple(audio_encoder_states.shape)}"
+                )
+        elif input_features.ndim != 3 or input_features.shape[1:] != (mel_bins, expected_frames):
             raise ValueError(
                 f"input_features must have shape (windows, {mel_bins}, {expected_frames}), "
                 f"got {tuple(input_features.shape)}"
             )
-        if input_features_mask is None or tuple(input_features_mask.shape) != (input_features.shape[0], expected_frames):
+        windows = (input_features if audio_encoder_states is None else audio_encoder_states).shape[0]
+        if input_features_mask is None or tuple(input_features_mask.shape) != (windows, expected_frames):
             got = None if input_features_mask is None else tuple(input_features_mask.shape)
-            raise ValueError(
-                f"input_features_mask must have shape ({input_features.shape[0]}, {expected_frames}), got {got}"
-            )
+            raise ValueError(f"input_features_mask must have shape ({windows}, {expected_frames}), got {got}")
         lengths = self.audio_token_lengths(input_features_mask)
-        input_features = input_features.to(self.audio_tower.conv1.weight.dtype)
-        encoder_states = self.audio_tower(input_features).last_hidden_state  # (windows, 1500, d_model)
-        tokens = self.audio_projector(encoder_states)  # (windows, ceil(1500 / k), hidden)
+        if audio_encoder_states is None:
+            input_features = input_features.to(self.audio_tower.conv1.weight.dtype)
+            encoder_states = self.audio_tower(input_features).last_hidden_state  # (windows, 1500, d_model)
+        else:
+            encoder_states = self._check_encoder_states(audio_encoder_states, input_features_mask)
+        tokens = self.audio_projector(encoder_states)  # (windows, ceil(frames / k), hidden)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         keep = positions[None, :] < torch.tensor(lengths, device=tokens.device)[:, None]
         return tokens[keep]
+
+    def encoder_frames_needed(self, input_features_mask: torch.Tensor) -> list[int]:
+        """Encoder frames each window's audio tokens are made of (the last token's stack of
+        `audio_downsample` frames may reach past the real audio, never past the window)."""
+        frames = self.config.audio_config.max_source_positions
+        k = self.config.audio_downsample
+        return [min(tokens * k, frames) for tokens in self.audio_token_lengths(input_features_mask)]
+
+    def _check_encoder_states(self, states: torch.Tensor, input_features_mask: torch.Tensor) -> torch.Tensor:
+        for index, needed in enumerate(self.encoder_frames_needed(input_features_mask)):
+            if states.shape[1] < needed:
+                raise ValueError(
+                    f"audio_encoder_states window {index} has {states.shape[1]} frames; its audio needs the first {needed}"
+                )
+        return states.to(self.audio_projector.linear_1.weight.dtype)
 
     def get_audio_placeholder_mask(self, input_ids: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
         """`(batch, seq)` mask of `<|AUDIO|>` positions; raises if their count differs from the features'."""
@@ -149,17 +186,20 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
         past_key_values=None,
         pixel_values=None,
         pixel_values_videos=None,
+        audio_encoder_states=None,
         **kwargs,
     ):
         if self.visual is None and (pixel_values is not None or pixel_values_videos is not None):
             raise ValueError("This model was built with use_vision_tower=False: it takes no images or video")
         prefill = past_key_values is None or past_key_values.get_seq_length() == 0
-        if input_features is not None:
+        if input_features is not None and audio_encoder_states is not None:
+            raise ValueError("Pass input_features or audio_encoder_states, not both")
+        if input_features is not None or audio_encoder_states is not None:
             if input_ids is None:
                 raise ValueError("input_features need input_ids, to find the <|AUDIO|> positions")
             if inputs_embeds is None:
                 inputs_embeds = self.get_input_embeddings()(input_ids)
-            audio_features = self.get_audio_features(input_features, input_features_mask)
+            audio_features = self.get_audio_features(input_features, input_features_mask, audio_encoder_states)
             mask = self.get_audio_placeholder_mask(input_ids, audio_features)
             audio_features = audio_features.to(inputs_embeds.device, inputs_embeds.dtype)
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), audio_features)
@@ -188,8 +228,8 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
 
-    def get_audio_features(self, input_features, input_features_mask):
-        return self.model.get_audio_features(input_features, input_features_mask)
+    def get_audio_features(self, input_features=None, input_features_mask=None, audio_encoder_states=None):
+        return self.model.get_audio_features(input_features, input_features_mask, audio_encoder_states)
 
     def forward(
         self,
@@ -208,12 +248,14 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         logits_to_keep=0,
         input_features=None,
         input_features_mask=None,
+        audio_encoder_states=None,
         **kwargs,
     ):
         # Named in full because `generate` validates its inputs against this signature. The
         # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
-        if input_features is not None:
-            kwargs.update(input_features=input_features, input_features_mask=input_features_mask)
+        if input_features is not None or audio_encoder_states is not None:
+            kwargs.update(input_features=input_features, input_features_mask=input_features_mask,
+                          audio_encoder_states=audio_encoder_states)  # fmt: skip
         model_inputs = dict(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,

@@ -85,13 +85,22 @@ def test_projector_output_matches_the_text_embedding_scale(tmp_path):
                                        num_attention_heads=4, num_key_value_heads=2, initializer_range=0.02))  # fmt: skip
     llm.save_pretrained(tmp_path / "llm")
     _whisper(tmp_path / "whisper")
-    for projector_type in ("linear", "mlp"):
-        graft, processor = compose(tmp_path / "llm", tmp_path / "whisper", tmp_path / projector_type,
-                                   projector_type=projector_type, audio_downsample=2, dtype=torch.float32)  # fmt: skip
-        inputs = processor(text="<|AUDIO|>", audio=make_clip(3.0), sampling_rate=16000)
+    text_rms = llm.get_input_embeddings().weight.pow(2).mean().sqrt()
+
+    def ratio(graft, inputs):
         with torch.no_grad():
             audio = graft.get_audio_features(inputs["input_features"], inputs["input_features_mask"])
-        text_rms = llm.get_input_embeddings().weight.pow(2).mean().sqrt()
-        ratio = float(audio.pow(2).mean().sqrt() / text_rms)
-        assert 0.5 < ratio < 2.0, (projector_type, ratio)
+        return float(audio.pow(2).mean().sqrt() / text_rms)
+
+    for projector_type in ("linear", "mlp"):
+        for norm in (True, False):
+            graft, processor = compose(tmp_path / "llm", tmp_path / "whisper", tmp_path / f"{projector_type}-{norm}",
+                                       projector_type=projector_type, audio_downsample=2, dtype=torch.float32,
+                                       projector_norm=norm)  # fmt: skip
+            assert hasattr(graft.model.audio_projector, "norm") == norm
+            inputs = processor(text="<|AUDIO|>", audio=make_clip(3.0), sampling_rate=16000)
+            assert 0.5 < ratio(graft, inputs) < 2.0, (projector_type, norm)
+            with torch.no_grad():  # as a large learning rate would: the norm keeps the scale
+                graft.model.audio_projector.linear_1.weight.mul_(50)
+            assert (0.5 < ratio(graft, inputs) < 2.0) == norm, (projector_type, norm, ratio(graft, inputs))
     assert tokenizer is not None

@@ -56,7 +56,8 @@ def test_stage1_changes_only_the_projector(setup, tmp_path):
     before, _ = load_graft(folder / "graft")
     after = trainer.model.state_dict()
     changed = {k for k, v in before.state_dict().items() if not torch.equal(v, after[k])}
-    assert changed == {"model.audio_projector.linear_1.weight", "model.audio_projector.linear_1.bias"}
+    assert changed == {"model.audio_projector.linear_1.weight", "model.audio_projector.linear_1.bias",
+                       "model.audio_projector.norm.weight"}
     saved = load_file(str(tmp_path / "s1" / "model.safetensors"))
     assert set(saved) == changed
     assert (tmp_path / "s1" / "training.png").stat().st_size > 0
@@ -115,7 +116,7 @@ def test_stage2_trains_only_lora_and_projector(stage2_output):
     assert quantized == "Linear4bit"
     assert type(trainer.model.base_model.model.model.audio_tower.layers[0].fc1).__name__ == "Linear"
     saved = load_file(str(output / "adapter_model.safetensors"))
-    assert {k.split(".")[-2] for k in saved} <= {"lora_A", "lora_B", "linear_1"}
+    assert {k.split(".")[-2] for k in saved} <= {"lora_A", "lora_B", "linear_1", "norm"}
 
 
 def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):

@@ -24,6 +24,10 @@ class DataArguments:
     instruction: str = DEFAULT_INSTRUCTION
     eval_wer: bool = field(default=True, metadata={"help": "transcribe the eval set at each evaluation"})
     eval_max_new_tokens: int = 128
+    encoder_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "encode the training set with the frozen encoder once and keep the outputs here"},
+    )
 
 
 def _as_flags(config: dict) -> list[str]:

@@ -228,7 +228,7 @@ def add_audio_tokens(tokenizer, vocab_size: int) -> None:
 
 
 def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="linear", max_audio_seconds=300.0,
-            vision_tower=None, dtype=torch.bfloat16, seed=0):  # fmt: skip
+            vision_tower=None, dtype=torch.bfloat16, seed=0, projector_norm=True):  # fmt: skip
     """Graft `encoder`'s Whisper encoder onto `llm` with a new projector and save everything."""
     torch.manual_seed(seed)
     llm_state, text_config, vision_config, tied = load_llm(llm, dtype)
@@ -239,7 +239,8 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
     config = Qwen2AudioGraftConfig(
         text_config=text_config, vision_config=vision_config, audio_config=audio_config.to_dict(),
         audio_downsample=audio_downsample, projector_type=projector_type, max_audio_seconds=max_audio_seconds,
-        use_vision_tower=use_vision, tie_word_embeddings=tied, dtype=dtype, **token_ids(tokenizer),
+        use_vision_tower=use_vision, tie_word_embeddings=tied, dtype=dtype, projector_norm=projector_norm,
+        **token_ids(tokenizer),
     )  # fmt: skip
     with torch.device("meta"):
         model = Qwen2AudioGraftForConditionalGeneration(config)
@@ -292,6 +293,8 @@ def main(argv=None):
     parser.add_argument("--encoder", help="Whisper checkpoint (path or Hub id)")
     parser.add_argument("--audio-downsample", type=int, default=1, choices=(1, 2, 4, 8))
     parser.add_argument("--projector-type", default="linear", choices=("linear", "mlp"))
+    parser.add_argument("--projector-norm", action=argparse.BooleanOptionalAction, default=True,
+                        help="end the projector with an RMSNorm at the text embeddings' scale (composed grafts)")
     parser.add_argument("--max-audio-seconds", type=float, default=300.0)
     parser.add_argument("--vision-tower", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
@@ -302,7 +305,8 @@ def main(argv=None):
         build_tiny(args.output, args.audio_downsample, args.projector_type)
     elif args.llm and args.encoder:
         compose(args.llm, args.encoder, args.output, args.audio_downsample, args.projector_type,
-                args.max_audio_seconds, args.vision_tower, getattr(torch, args.dtype))  # fmt: skip
+                args.max_audio_seconds, args.vision_tower, getattr(torch, args.dtype),
+                projector_norm=args.projector_norm)  # fmt: skip
     else:
         parser.error("give --tiny, or both --llm and --encoder")
     print(f"Saved the graft to {args.output}")

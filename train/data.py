@@ -20,6 +20,7 @@ import soundfile
 import torch
 from tqdm.auto import tqdm
 
+from train.encoder_cache import pad_states
 from train.graft import SAMPLING_RATE, build_prompt, resample_to_16k, to_float_mono
 
 
@@ -154,11 +155,15 @@ class SpeechCollator:
             input_ids[i, :n] = torch.tensor(rows[i])
             labels[i, n_prompt:n] = torch.tensor(answer_ids)
             attention_mask[i, :n] = 1
-        return {
+        out = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
             "mm_token_type_ids": torch.zeros_like(input_ids, dtype=torch.int32),
-            "input_features": torch.as_tensor(np.asarray(batch["input_features"])),
             "input_features_mask": torch.as_tensor(np.asarray(batch["input_features_mask"])),
         }
+        if all("encoder_states" in i for i in items):  # stored encoder outputs (train.encoder_cache)
+            out["audio_encoder_states"] = pad_states([w for i in items for w in i["encoder_states"]])
+        else:
+            out["input_features"] = torch.as_tensor(np.asarray(batch["input_features"]))
+        return out

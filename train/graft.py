@@ -18,6 +18,7 @@ if "qwen2_audio_graft" not in sys.modules:
 
 from qwen2_audio_graft.configuration_qwen2_audio_graft import (  # noqa: E402
     SAMPLING_RATE,
+    WINDOW_SAMPLES,
     Qwen2AudioGraftConfig,
     num_audio_tokens,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_INSTRUCTION",
     "REPO_ROOT",
     "SAMPLING_RATE",
+    "WINDOW_SAMPLES",
     "Qwen2AudioGraftASRPipeline",
     "Qwen2AudioGraftConfig",
     "Qwen2AudioGraftForConditionalGeneration",

@@ -9,6 +9,7 @@ import safetensors.torch
 from transformers import Trainer, TrainerCallback
 
 from train.data import SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from train.encoder_cache import with_encoder_cache
 from train.evaluate import evaluate_dataset
 from train.plots import plot_training
 
@@ -80,6 +81,8 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
 def run_stage(model, processor, data_args, training_args, resume: bool, title: str):
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
+    if data_args.encoder_cache_dir:
+        train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
     trainer.train(resume_from_checkpoint=True if resume else None)
