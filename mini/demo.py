@@ -25,6 +25,7 @@ COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
 RESULTS = Path("build/demo-results.json")
+RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm")  # the base the pieces were trained on
 
 
 def assemble() -> None:
@@ -32,9 +33,12 @@ def assemble() -> None:
     from train.merge import merge
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
-    if not (BASE / "config.json").exists() or json.loads((BASE / "config.json").read_text())["audio_downsample"] != recipe["audio_downsample"]:
-        compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, recipe["audio_downsample"],
-                recipe["projector_type"], max_audio_seconds=120.0, dtype=torch.float32)  # fmt: skip
+    wanted = {key: recipe.get(key, False) for key in RECIPE_KEYS}  # pieces older than projector_norm had none
+    built = json.loads((BASE / "config.json").read_text()) if (BASE / "config.json").exists() else {}
+    if any(built.get(key) != value for key, value in wanted.items()):
+        compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, wanted["audio_downsample"],
+                wanted["projector_type"], max_audio_seconds=120.0, dtype=torch.float32,
+                projector_norm=wanted["projector_norm"])  # fmt: skip
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
     model, processor, error = merge(BASE, projector=projector, adapter=adapter)
@@ -81,15 +85,12 @@ def whisper_base(rows: list[dict], batch_size=8) -> list[str]:
 
 
 def wer_table(rows, graft, whisper) -> dict:
-    from train.metrics import compute_metrics
+    from train.metrics import wer_by_group
 
-    table = {}
-    for voice in sorted({r["voice"] for r in rows}) + ["all"]:
-        picked = [i for i, r in enumerate(rows) if voice in ("all", r["voice"])]
-        refs = [rows[i]["text"] for i in picked]
-        table[voice] = {"clips": len(picked), "graft_wer": compute_metrics(refs, [graft[i] for i in picked])["wer"],
-                        "whisper_base_wer": compute_metrics(refs, [whisper[i] for i in picked])["wer"]}  # fmt: skip
-    return table
+    voices, refs = [r["voice"] for r in rows], [r["text"] for r in rows]
+    ours, theirs = wer_by_group(voices, refs, graft), wer_by_group(voices, refs, whisper)
+    return {voice: {"clips": sum(voice in ("all", v) for v in voices), "graft_wer": ours[voice],
+                    "whisper_base_wer": theirs[voice]} for voice in ours}  # fmt: skip
 
 
 def score(batch_size: int = 8) -> dict:
@@ -133,7 +134,7 @@ def keep(train_dir: Path = Path("build/mini-train"), note: str = "") -> None:
         shutil.copy(train_dir / "stage2" / name, TRAINED / "stage2" / name)
     for stage in ("stage1", "stage2"):
         shutil.copy(train_dir / stage / "training.png", TRAINED / stage / "training.png")
-    recipe = {"audio_downsample": config["audio_downsample"], "projector_type": config["projector_type"], "note": note}
+    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "note": note}
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
     print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from train.metrics import compute_metrics
+from train.metrics import wer_by_group
 
 COMPONENTS = Path("build/components")
 LLM = COMPONENTS / "qwen2.5-coder-0.5b-instruct"
@@ -35,17 +35,14 @@ def base_folder(downsample: int, projector: str) -> Path:
 
 
 def per_source(predictions: Path, manifest: Path) -> dict:
-    """WER of each dev-test voice, from the per-clip predictions."""
+    """WER of each dev-test voice (and of all clips), from the per-clip predictions."""
     voices = {}
     for index, line in enumerate(manifest.read_text().splitlines()):
         row = json.loads(line)
         voices[str(row.get("id", index))] = row["voice"]  # train.data ids rows by position when they have no id
-    groups = {}
-    for line in predictions.read_text().splitlines():
-        clip = json.loads(line)
-        groups.setdefault(voices.get(clip["id"], "unknown"), []).append(clip)
-    return {voice: compute_metrics([c["reference"] for c in clips], [c["hypothesis"] for c in clips])["wer"]
-            for voice, clips in sorted(groups.items())}  # fmt: skip
+    clips = [json.loads(line) for line in predictions.read_text().splitlines()]
+    return wer_by_group([voices.get(c["id"], "unknown") for c in clips], [c["reference"] for c in clips],
+                        [c["hypothesis"] for c in clips])  # fmt: skip
 
 
 def run_one(downsample: int, projector: str, steps: int, out: Path) -> dict:

@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from train.card import build_model_card
 from train.card import main as card_main
-from train.metrics import clip_records, compute_metrics, normalize, write_jsonl
+from train.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
 from train.plots import plot_training
 from train.push import FakeHfApi, check_upload, files_to_upload, push
 from train.push import main as push_main
@@ -59,6 +59,17 @@ def test_compute_metrics_rejects_unequal_lengths():
     with pytest.raises(ValueError) as error:
         compute_metrics(["a b"], ["a b", "c"])
     assert str(error.value) == "expected as many hypotheses as references, got 1 references and 2 hypotheses"
+
+
+def test_wer_by_group_scores_each_group_and_all():
+    groups = ["slt", "kal", "slt"]
+    refs = ["the cat sat", "a dog", "on the mat"]
+    hyps = ["the cat sat", "a frog barked", "on mat"]
+    # kal: 1 substitution + 1 insertion over 2 words; slt: 1 deletion over 6; all: 3 edits over 8
+    assert wer_by_group(groups, refs, hyps) == {"kal": 1.0, "slt": 1 / 6, "all": 3 / 8}
+    with pytest.raises(ValueError) as info:
+        wer_by_group(["slt"], refs, hyps)
+    assert str(info.value) == "expected one group per clip, got 1 groups for 3 clips"
 
 
 def test_write_jsonl_round_trips_clip_records(tmp_path):

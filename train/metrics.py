@@ -81,6 +81,17 @@ def compute_metrics(references: list[str], hypotheses: list[str]) -> dict:
     }
 
 
+def wer_by_group(groups: list[str], references: list[str], hypotheses: list[str]) -> dict:
+    """Corpus WER of each group of clips (a voice, a source), groups sorted, then `"all"`."""
+    if not len(groups) == len(references) == len(hypotheses):
+        raise ValueError(f"expected one group per clip, got {len(groups)} groups for {len(references)} clips")
+    table = {}
+    for group in sorted(set(groups)) + ["all"]:
+        picked = [i for i, g in enumerate(groups) if group in ("all", g)]
+        table[group] = compute_metrics([references[i] for i in picked], [hypotheses[i] for i in picked])["wer"]
+    return table
+
+
 def clip_records(ids: list[str], references: list[str], hypotheses: list[str]) -> list[dict]:
     """One record per clip, shaped for `write_jsonl`, with that clip's own WER."""
     if len(ids) != len(references):
