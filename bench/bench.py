@@ -83,6 +83,31 @@ def run(model, processor, clips, new_tokens, pad_to_30s=False) -> float:
     return time.perf_counter() - started
 
 
+def split(model, processor, clips, new_tokens, repeats, pad_to_30s=False) -> dict:
+    """p50 seconds of the encoder (with the projector), the prefill (the first forward, encoder
+    excluded) and the decode steps (the rest of `generate`) for one batch of `clips`."""
+    if pad_to_30s:
+        clips = [np.pad(c[:WINDOW], (0, WINDOW - len(c[:WINDOW]))) for c in clips]
+    inputs = processor(text=[build_prompt(processor)] * len(clips), audio=clips, sampling_rate=SAMPLING_RATE)
+    inputs["input_features"] = inputs["input_features"].to(model.dtype)
+
+    def timed(call):
+        started = time.perf_counter()
+        with torch.no_grad():
+            call()
+        return time.perf_counter() - started
+
+    parts = {"encoder": [], "prefill": [], "decode": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        encoder = timed(lambda: model.get_audio_features(inputs["input_features"], inputs["input_features_mask"]))
+        forward = timed(lambda: model(**inputs, logits_to_keep=1))
+        total = timed(lambda: model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                             do_sample=False))  # fmt: skip
+        for name, value in (("encoder", encoder), ("prefill", forward - encoder), ("decode", total - forward)):
+            parts[name].append(value)
+    return {name: round(statistics.median(values[1:]), 3) for name, values in parts.items()}
+
+
 def measure(model, processor, clips, new_tokens, repeats, pad_to_30s=False) -> dict:
     run(model, processor, clips, new_tokens, pad_to_30s)  # warm-up
     reset_peak_rss()
@@ -103,6 +128,10 @@ def bench_length(model, reference, processor, seconds, repeats, batch_size, new_
     row["ours_b1"] = measure(model, processor, [clip], new_tokens, repeats)
     batch = [speech(seconds, seed) for seed in range(batch_size)]
     row[f"ours_b{batch_size}"] = measure(model, processor, batch, new_tokens, repeats)
+    if seconds == 5:  # where the time goes, for the clip length the targets name
+        row["split"] = {"reference_b1": split(reference, reference_processor, [clip], new_tokens, repeats, True),
+                        "ours_b1": split(model, processor, [clip], new_tokens, repeats),
+                        f"ours_b{batch_size}": split(model, processor, batch, new_tokens, repeats)}  # fmt: skip
     return row
 
 
@@ -140,6 +169,8 @@ def main(argv=None):
             "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     five = next((r for r in rows if r["seconds"] == 5), rows[0])
+    for setting, parts in five.get("split", {}).items():
+        print(f"time split, 5 s clips, {setting}: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
     ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
     print(f"batch-1 latency ratio for {five['seconds']} s clips, reference / ours: {ratio:.1f}x")
 

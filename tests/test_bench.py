@@ -1,0 +1,21 @@
+"""The benchmark runs end to end on the tiny graft and reports what the issue asks for."""
+
+import json
+
+from bench import bench
+
+
+def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    bench.main(["--model", str(tmp_path / "absent"), "--fallback", str(tmp_path / "tiny"), "--lengths", "2", "5",
+                "--repeats", "1", "--new-tokens", "3", "--batch-size", "2", "--out", str(out)])  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["seconds"] for r in rows] == [2, 5]
+    assert [(r["tokens_reference"], r["tokens_ours"]) for r in rows] == [(1500, 100), (1500, 250)]  # tiny: downsample 1
+    five = rows[1]
+    assert set(five["split"]) == {"reference_b1", "ours_b1", "ours_b2"}
+    assert all(set(parts) == {"encoder", "prefill", "decode"} for parts in five["split"].values())
+    assert all(five[key]["p50_s"] > 0 and five[key]["rtfx"] > 0 for key in ("reference_b1", "ours_b1", "ours_b2"))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
+    assert last == f"batch-1 latency ratio for 5 s clips, reference / ours: {ratio:.1f}x"
