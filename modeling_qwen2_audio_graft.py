@@ -22,6 +22,41 @@ from .configuration_qwen2_audio_graft import HOP_LENGTH, Qwen2AudioGraftConfig, 
 from .pipeline_qwen2_audio_graft import Qwen2AudioGraftASRPipeline  # noqa: F401  (ships the pipeline file)
 
 
+def encode_real_frames(audio_tower: WhisperEncoder, input_features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+    """Run Whisper's encoder over each window's real mel frames only, not the padding to 30 s.
+
+    transformers' `WhisperEncoder` takes exactly 3000 mel frames (30 s, padding included), so a
+    2 s clip costs as much as a 30 s one. Here the batch is cut to its longest real window, and
+    each window is encoded as if it were cut to its own `mel_lengths` frames and encoded alone
+    (as Ultravox's encoder does): mel frames past its length are zeroed, as are the first
+    convolution's outputs there (the zeros the convolutions pad with), and its padded positions
+    are masked out of attention. So a window's states do not depend on the rest of the batch.
+
+    Args:
+        audio_tower: the graft's `WhisperEncoder` (its weights are used, not its `forward`).
+        input_features: `(windows, num_mel_bins, 3000)` log-mel windows.
+        mel_lengths: `(windows,)` real mel frames of each window.
+    Returns:
+        `(windows, ceil(longest / 2), d_model)`, zero past each window's `ceil(length / 2)` frames.
+    """
+    mel_lengths = mel_lengths.to(input_features.device)
+    frames = (mel_lengths + 1) // 2  # the second convolution has stride 2
+    longest = int(mel_lengths.max())
+    mel_keep = (torch.arange(longest, device=input_features.device)[None, :] < mel_lengths[:, None]).unsqueeze(1)
+    features = input_features[:, :, :longest] * mel_keep  # (windows, mel_bins, longest)
+    hidden = nn.functional.gelu(audio_tower.conv1(features)) * mel_keep
+    hidden = nn.functional.gelu(audio_tower.conv2(hidden)).permute(0, 2, 1)  # (windows, frames, d_model)
+    hidden = hidden + audio_tower.embed_positions.weight[: hidden.shape[1]]
+    keep = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < frames[:, None]  # (windows, frames)
+    # Additive mask (windows, 1, queries, keys): padded keys get the most negative value.
+    mask = torch.zeros(keep.shape[0], 1, 1, keep.shape[1], dtype=hidden.dtype, device=hidden.device)
+    mask = mask.masked_fill(~keep[:, None, None, :], torch.finfo(hidden.dtype).min)
+    mask = mask.expand(-1, -1, keep.shape[1], -1)
+    for layer in audio_tower.layers:
+        hidden = layer(hidden, mask)
+    return audio_tower.layer_norm(hidden) * keep.unsqueeze(-1)
+
+
 class Qwen2AudioGraftProjector(nn.Module):
     """Stacks `audio_downsample` consecutive encoder frames and maps them to the LLM width
     (`linear_1`, or `linear_1`-GELU-`linear_2`), then, with `projector_norm`, RMS-normalises them
@@ -142,8 +177,7 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
             raise ValueError(f"input_features_mask must have shape ({windows}, {expected_frames}), got {got}")
         lengths = self.audio_token_lengths(input_features_mask)
         if audio_encoder_states is None:
-            input_features = input_features.to(self.audio_tower.conv1.weight.dtype)
-            encoder_states = self.audio_tower(input_features).last_hidden_state  # (windows, 1500, d_model)
+            encoder_states = self.encode_audio(input_features, input_features_mask)
         else:
             encoder_states = self._check_encoder_states(audio_encoder_states, input_features_mask)
         tokens = self.audio_projector(encoder_states)  # (windows, ceil(frames / k), hidden)
@@ -151,9 +185,20 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
         keep = positions[None, :] < torch.tensor(lengths, device=tokens.device)[:, None]
         return tokens[keep]
 
+    def encode_audio(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's states of every window: `(windows, 1500, d_model)` over the whole
+        30 s window, or with `encode_padding=False` over the real frames only (`encode_real_frames`)."""
+        input_features = input_features.to(self.audio_tower.conv1.weight.dtype)
+        if self.config.encode_padding:
+            return self.audio_tower(input_features).last_hidden_state
+        return encode_real_frames(self.audio_tower, input_features, input_features_mask.sum(-1))
+
     def encoder_frames_needed(self, input_features_mask: torch.Tensor) -> list[int]:
-        """Encoder frames each window's audio tokens are made of (the last token's stack of
-        `audio_downsample` frames may reach past the real audio, never past the window)."""
+        """Encoder frames each window's audio tokens are made of. The last token's stack of
+        `audio_downsample` frames may reach past the real audio (never past the window); with
+        `encode_padding=False` the frames there are zeros, so only the real ones are needed."""
+        if not self.config.encode_padding:
+            return [(int(n) + 1) // 2 for n in input_features_mask.sum(-1).tolist()]
         frames = self.config.audio_config.max_source_positions
         k = self.config.audio_downsample
         return [min(tokens * k, frames) for tokens in self.audio_token_lengths(input_features_mask)]
@@ -165,6 +210,14 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
                     f"audio_encoder_states window {index} has {states.shape[1]} frames; its audio needs the first {needed}"
                 )
         return states.to(self.audio_projector.linear_1.weight.dtype)
+
+    @staticmethod
+    def _is_prefill(past_key_values) -> bool:
+        # Compiled decoding (static cache) never runs the prefill, and asking a static cache for
+        # its length there would break the graph on a data-dependent branch.
+        if torch.compiler.is_compiling():
+            return False
+        return past_key_values is None or past_key_values.get_seq_length() == 0
 
     def get_audio_placeholder_mask(self, input_ids: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
         """`(batch, seq)` mask of `<|AUDIO|>` positions; raises if their count differs from the features'."""
@@ -191,7 +244,6 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
     ):
         if self.visual is None and (pixel_values is not None or pixel_values_videos is not None):
             raise ValueError("This model was built with use_vision_tower=False: it takes no images or video")
-        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
         if input_features is not None and audio_encoder_states is not None:
             raise ValueError("Pass input_features or audio_encoder_states, not both")
         if input_features is not None or audio_encoder_states is not None:
@@ -203,7 +255,7 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
             mask = self.get_audio_placeholder_mask(input_ids, audio_features)
             audio_features = audio_features.to(inputs_embeds.device, inputs_embeds.dtype)
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), audio_features)
-        elif prefill and input_ids is not None:
+        elif input_ids is not None and self._is_prefill(past_key_values):
             n_tokens = int((input_ids == self.config.audio_token_id).sum())
             if n_tokens:
                 raise ValueError(f"The prompt holds {n_tokens} <|AUDIO|> tokens but no input_features were given")

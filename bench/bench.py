@@ -54,12 +54,13 @@ def speech(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def reference_model(model):
-    """The same LLM and encoder with a downsample-1 projector: the reference graft's 50 tokens/s.
-    Shallow copies with their own module tables: the original model is left untouched."""
-    if model.config.audio_downsample == 1:
+    """The same LLM and encoder with a downsample-1 projector (the reference graft's 50 tokens/s)
+    and whole 30 s windows through the encoder (`encode_padding=True`). Shallow copies with their
+    own module tables: the original model is left untouched."""
+    if model.config.audio_downsample == 1 and model.config.encode_padding:
         return model
     config = copy.deepcopy(model.config)
-    config.audio_downsample = 1
+    config.audio_downsample, config.encode_padding = 1, True
     inner = copy.copy(model.model)
     inner._modules = dict(model.model._modules)
     inner.config = config
@@ -154,7 +155,8 @@ def main(argv=None):
         build_tiny(folder)
     model, processor = load_graft(folder, dtype=getattr(torch, args.dtype))
     reference = reference_model(model)
-    print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, {model.num_parameters() / 1e6:.0f} M "
+    print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, encode_padding "
+          f"{model.config.encode_padding}, {model.num_parameters() / 1e6:.0f} M "
           f"parameters, {args.dtype}); torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")  # fmt: skip
     rows = []
@@ -164,7 +166,8 @@ def main(argv=None):
         print(json.dumps(rows[-1]), flush=True)
     report(rows, args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"model": str(folder), "dtype": args.dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    meta = {"model": str(folder), "audio_downsample": model.config.audio_downsample,
+            "encode_padding": model.config.encode_padding, "dtype": args.dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "transformers": transformers.__version__, "repeats": args.repeats, "batch_size": args.batch_size,
             "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

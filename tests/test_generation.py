@@ -140,3 +140,9 @@ def test_training_loss_uses_answer_positions_only_and_equals_the_full_loss(tiny)
     assert answer_only.logits.shape == (n_answer, model.config.text_config.vocab_size)
     assert full.logits.shape[:2] == batch["input_ids"].shape
     torch.testing.assert_close(answer_only.loss, full.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_static_cache_generates_what_the_dynamic_cache_does(tiny):
+    model, processor = tiny
+    clips = [make_clip(1.0), make_clip(31.0, seed=3)]
+    assert _generate(model, processor, clips, cache_implementation="static") == _generate(model, processor, clips)

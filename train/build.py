@@ -75,7 +75,7 @@ def token_ids(tokenizer) -> dict:
     return ids
 
 
-def tiny_config(tokenizer, audio_downsample=1, projector_type="linear") -> Qwen2AudioGraftConfig:
+def tiny_config(tokenizer, audio_downsample=1, projector_type="linear", encode_padding=True) -> Qwen2AudioGraftConfig:
     text = dict(
         vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=8192,
@@ -91,7 +91,7 @@ def tiny_config(tokenizer, audio_downsample=1, projector_type="linear") -> Qwen2
     )  # fmt: skip
     return Qwen2AudioGraftConfig(
         text_config=text, vision_config=vision, audio_config=audio, audio_downsample=audio_downsample,
-        projector_type=projector_type, max_audio_seconds=120.0, **token_ids(tokenizer),
+        projector_type=projector_type, max_audio_seconds=120.0, encode_padding=encode_padding, **token_ids(tokenizer),
     )  # fmt: skip
 
 
@@ -126,10 +126,10 @@ def save_graft(model, processor, output: Path, max_shard_size="2GB") -> None:
     config.save_pretrained(output)
 
 
-def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0):
+def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0, encode_padding=True):
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()
-    config = tiny_config(tokenizer, audio_downsample, projector_type)
+    config = tiny_config(tokenizer, audio_downsample, projector_type, encode_padding)
     model = Qwen2AudioGraftForConditionalGeneration(config).eval()
     model.generation_config = generation_config(tokenizer)
     processor = make_processor(tokenizer, config)
@@ -228,7 +228,7 @@ def add_audio_tokens(tokenizer, vocab_size: int) -> None:
 
 
 def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="linear", max_audio_seconds=300.0,
-            vision_tower=None, dtype=torch.bfloat16, seed=0, projector_norm=True):  # fmt: skip
+            vision_tower=None, dtype=torch.bfloat16, seed=0, projector_norm=True, encode_padding=True):  # fmt: skip
     """Graft `encoder`'s Whisper encoder onto `llm` with a new projector and save everything."""
     torch.manual_seed(seed)
     llm_state, text_config, vision_config, tied = load_llm(llm, dtype)
@@ -240,7 +240,7 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
         text_config=text_config, vision_config=vision_config, audio_config=audio_config.to_dict(),
         audio_downsample=audio_downsample, projector_type=projector_type, max_audio_seconds=max_audio_seconds,
         use_vision_tower=use_vision, tie_word_embeddings=tied, dtype=dtype, projector_norm=projector_norm,
-        **token_ids(tokenizer),
+        encode_padding=encode_padding, **token_ids(tokenizer),
     )  # fmt: skip
     with torch.device("meta"):
         model = Qwen2AudioGraftForConditionalGeneration(config)
@@ -295,6 +295,8 @@ def main(argv=None):
     parser.add_argument("--projector-type", default="linear", choices=("linear", "mlp"))
     parser.add_argument("--projector-norm", action=argparse.BooleanOptionalAction, default=True,
                         help="end the projector with an RMSNorm at the text embeddings' scale (composed grafts)")
+    parser.add_argument("--encode-padding", action=argparse.BooleanOptionalAction, default=True,
+                        help="the encoder sees whole 30 s windows (default) or, with --no-encode-padding, real audio only")
     parser.add_argument("--max-audio-seconds", type=float, default=300.0)
     parser.add_argument("--vision-tower", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
@@ -302,11 +304,11 @@ def main(argv=None):
     if args.release_config:
         write_release_config(args.output, args.audio_downsample, args.projector_type)
     elif args.tiny:
-        build_tiny(args.output, args.audio_downsample, args.projector_type)
+        build_tiny(args.output, args.audio_downsample, args.projector_type, encode_padding=args.encode_padding)
     elif args.llm and args.encoder:
         compose(args.llm, args.encoder, args.output, args.audio_downsample, args.projector_type,
                 args.max_audio_seconds, args.vision_tower, getattr(torch, args.dtype),
-                projector_norm=args.projector_norm)  # fmt: skip
+                projector_norm=args.projector_norm, encode_padding=args.encode_padding)  # fmt: skip
     else:
         parser.error("give --tiny, or both --llm and --encoder")
     print(f"Saved the graft to {args.output}")

@@ -38,10 +38,12 @@ def samples_checksum(samples: np.ndarray) -> str:
     return f"{samples.size}:{zlib.crc32(samples.tobytes()):08x}"
 
 
-def fingerprint(audio_tower, rows, dataset) -> str:
-    """Hash of the encoder's weights and dtype and of the audio references of the dataset's rows."""
+def fingerprint(graft, rows, dataset) -> str:
+    """Hash of the encoder's weights, dtype and way of encoding (`encode_padding`), and of the
+    audio references of the dataset's rows."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(audio_tower.state_dict().items()):
+    digest.update(f"encode_padding={graft.config.encode_padding}".encode())
+    for name, tensor in sorted(graft.audio_tower.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -69,8 +71,6 @@ def _graft_model(model):
 def build_cache(model, processor, dataset, folder: Path, batch_size: int = 8) -> None:
     """Run the encoder over every item of `dataset`; write shards and an index into `folder`."""
     graft = _graft_model(model)
-    tower = graft.audio_tower
-    dtype = tower.conv1.weight.dtype
     folder.mkdir(parents=True, exist_ok=True)
     index, shard, shard_bytes, shard_number = {}, {}, 0, 0
 
@@ -88,7 +88,7 @@ def build_cache(model, processor, dataset, folder: Path, batch_size: int = 8) ->
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         clips = [item["audio"] for item in items]
         features = processor._audio_windows(clips)  # the processor's own windowing and log-mel
-        states = tower(features["input_features"].to(dtype)).last_hidden_state
+        states = graft.encode_audio(features["input_features"], features["input_features_mask"])
         keep = stored_frames(model, features["input_features_mask"])
         window = 0
         for offset, item in enumerate(items):
@@ -147,7 +147,7 @@ def with_encoder_cache(model, processor, dataset, cache_dir, training_args=None)
     Under DDP the main process builds it while the others wait, then all read the same files."""
     if not hasattr(dataset, "valid"):
         raise ValueError("encoder_cache_dir needs a map-style dataset: it cannot cache a streamed one")
-    folder = Path(cache_dir) / f"encoder-states-{fingerprint(_graft_model(model).audio_tower, dataset.rows, dataset)}"
+    folder = Path(cache_dir) / f"encoder-states-{fingerprint(_graft_model(model), dataset.rows, dataset)}"
     first = training_args.main_process_first(local=True) if training_args is not None else _nothing()
     with first:
         if not (folder / INDEX_FILE).exists():

@@ -26,6 +26,7 @@ from qwen2_audio_graft.modeling_qwen2_audio_graft import (  # noqa: E402
     Qwen2AudioGraftForConditionalGeneration,
     Qwen2AudioGraftModel,
     Qwen2AudioGraftProjector,
+    encode_real_frames,
 )
 from qwen2_audio_graft.pipeline_qwen2_audio_graft import (  # noqa: E402
     DEFAULT_INSTRUCTION,
@@ -50,6 +51,7 @@ __all__ = [
     "Qwen2AudioGraftProcessor",
     "Qwen2AudioGraftProjector",
     "build_prompt",
+    "encode_real_frames",
     "num_audio_tokens",
     "resample_to_16k",
     "to_float_mono",
