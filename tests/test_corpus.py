@@ -174,3 +174,19 @@ def test_two_clips_end_to_end(tmp_path):
         assert stats[split]["clips"] == 1
     mc.check_disjoint(tmp_path / "train.jsonl", tmp_path / "devtest.jsonl")
     assert mc.generate(jobs[:2], tmp_path, workers=1, progress=False).reused == 2  # resumable
+
+
+@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
+                    reason="needs flite and sox (apt-get install flite sox)")
+def test_opus_training_clip_is_ogg_at_16k_with_its_manifest_duration(tmp_path):
+    job = mc.ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0,
+                     codec="opus")
+    wav = mc.ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0)
+    assert job.relpath == wav.relpath[: -len(".wav")] + ".ogg"
+    result = mc.generate([job], tmp_path, workers=1, progress=False)
+    (record,) = result.records
+    info = sf.info(tmp_path / record["audio"])
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("OGG", "OPUS", 16000, 1)
+    audio, rate = sf.read(tmp_path / record["audio"], dtype="float32")
+    assert record["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
+    assert (tmp_path / record["audio"]).stat().st_size < 0.25 * len(audio) * 2  # far under 16-bit PCM
