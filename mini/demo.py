@@ -25,7 +25,8 @@ COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
 RESULTS = Path("build/demo-results.json")
-RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm")  # the base the pieces were trained on
+RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm", "encode_padding")  # the base they trained on
+RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what pieces older than a key were trained with
 
 
 def assemble() -> None:
@@ -33,12 +34,12 @@ def assemble() -> None:
     from train.merge import merge
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
-    wanted = {key: recipe.get(key, False) for key in RECIPE_KEYS}  # pieces older than projector_norm had none
+    wanted = {key: recipe.get(key, RECIPE_DEFAULTS.get(key)) for key in RECIPE_KEYS}
     built = json.loads((BASE / "config.json").read_text()) if (BASE / "config.json").exists() else {}
     if any(built.get(key) != value for key, value in wanted.items()):
         compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, wanted["audio_downsample"],
                 wanted["projector_type"], max_audio_seconds=120.0, dtype=torch.float32,
-                projector_norm=wanted["projector_norm"])  # fmt: skip
+                projector_norm=wanted["projector_norm"], encode_padding=wanted["encode_padding"])  # fmt: skip
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
     model, processor, error = merge(BASE, projector=projector, adapter=adapter)

@@ -1,14 +1,25 @@
 """Choose `audio_downsample` and `projector_type` by measurement on the mini graft.
 
     python -m mini.sweep --steps 60 [--configs 4:linear 2:linear 1:linear 4:mlp]
+    python -m mini.sweep --stage1-config train/configs/mini_stage1_gpu.yaml --corpus build/corpus-12k \
+        --steps 600 --parallel --eval-batch-size 32 --promote        # on one GPU (make mini-train-gpu)
 
 For each configuration: compose the mini graft (`train.build`), run stage 1 with the same step
-budget (`train/configs/mini_stage1.yaml`), then score the dev-test set (`train.evaluate`). Writes
-`build/mini-sweep/results.json` and prints a table of WER per source against audio tokens per second.
+budget (`--stage1-config`), then score the dev-test set (`train.evaluate`). Writes
+`<out>/results.json` and prints a table of WER per source against audio tokens per second.
+`--parallel` runs the configurations' stage 1 side by side (a 0.5 B model leaves most of a large
+GPU idle). `--promote` links the chosen configuration's graft to `build/mini-base` and copies its
+projector to `build/mini-train/stage1`, where stage 2 starts from.
+
+The choice (`choose`): the fewest audio tokens per second among the configurations whose WER is
+within `--tolerance` (relative) of the best one.
 """
 
 import argparse
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -19,19 +30,19 @@ from train.metrics import wer_by_group
 COMPONENTS = Path("build/components")
 LLM = COMPONENTS / "qwen2.5-coder-0.5b-instruct"
 ENCODER = COMPONENTS / "whisper-base"
+BASE, STAGE1 = Path("build/mini-base"), Path("build/mini-train/stage1")
 
 
-def _run(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", *args], check=True)
+def _module(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", *args]
 
 
-def base_folder(downsample: int, projector: str) -> Path:
-    folder = Path(f"build/mini-base-k{downsample}-{projector}")
-    if not (folder / "config.json").exists():
-        _run(["train.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(folder),
-              "--audio-downsample", str(downsample), "--projector-type", projector, "--max-audio-seconds", "120",
-              "--dtype", "float32"])  # fmt: skip
-    return folder
+def run_name(downsample: int, projector: str, encode_padding: bool = True) -> str:
+    return f"k{downsample}-{projector}" + ("" if encode_padding else "-real")
+
+
+def base_folder(name: str) -> Path:
+    return Path(f"build/mini-base-{name}")
 
 
 def per_source(predictions: Path, manifest: Path) -> dict:
@@ -45,44 +56,137 @@ def per_source(predictions: Path, manifest: Path) -> dict:
                         [c["hypothesis"] for c in clips])  # fmt: skip
 
 
-def run_one(downsample: int, projector: str, steps: int, out: Path) -> dict:
-    base = base_folder(downsample, projector)
-    stage1 = out / f"k{downsample}-{projector}"
-    started = time.time()
-    _run(["train.stage1_align", "--config", "train/configs/mini_stage1.yaml", "--model_path", str(base),
-          "--output_dir", str(stage1), "--max_steps", str(steps), "--warmup_steps", str(max(1, steps // 10)),
-          "--save_steps", str(steps)])  # fmt: skip
-    train_seconds = time.time() - started
-    _run(["train.evaluate", "--model", str(base), "--projector", str(stage1), "--data", "build/corpus/devtest.jsonl",
-          "--output", str(stage1 / "eval"), "--max-new-tokens", "48", "--dtype", "bfloat16"])  # fmt: skip
-    results = json.loads((stage1 / "eval" / "results.json").read_text())
-    return {"audio_downsample": downsample, "projector_type": projector, "audio_tokens_per_second": 50 / downsample,
-            "steps": steps, "train_seconds": round(train_seconds), "wer": results["wer"],
-            "wer_by_voice": per_source(stage1 / "eval" / "predictions.jsonl", Path("build/corpus/devtest.jsonl"))}  # fmt: skip
+class Run:
+    """One configuration (`downsample:projector`, `:real` for `encode_padding=False`): its graft,
+    its stage-1 command and, once trained, its scores."""
+
+    def __init__(self, spec: str, args):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or parts[1] not in ("linear", "mlp") or parts[2:] not in ([], ["real"]):
+            raise ValueError(f"a configuration is downsample:linear|mlp[:real], got {spec!r}")
+        self.downsample, self.projector, self.encode_padding = int(parts[0]), parts[1], parts[2:] != ["real"]
+        self.name = run_name(self.downsample, self.projector, self.encode_padding)
+        self.args, self.base = args, base_folder(self.name)
+        self.log, self.stage1 = args.out / f"{self.name}.log", args.out / self.name
+        self.seconds = None
+
+    def build_command(self) -> list[str]:
+        return _module(["train.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(self.base),
+                        "--audio-downsample", str(self.downsample), "--projector-type", self.projector,
+                        "--max-audio-seconds", "120", "--dtype", "float32",
+                        "--encode-padding" if self.encode_padding else "--no-encode-padding"])  # fmt: skip
+
+    def train_command(self) -> list[str]:
+        corpus = self.args.corpus
+        return _module(["train.stage1_align", "--config", str(self.args.stage1_config), "--model_path", str(self.base),
+                        "--train_data", str(corpus / "train.jsonl"), "--eval_data", str(corpus / "devtest.jsonl"),
+                        "--output_dir", str(self.stage1), "--max_steps", str(self.args.steps),
+                        "--warmup_steps", str(max(1, self.args.steps // 10)), "--save_steps", str(self.args.steps),
+                        *shlex.split(self.args.stage1_overrides)])  # fmt: skip
+
+    def eval_command(self) -> list[str]:
+        return _module(["train.evaluate", "--model", str(self.base), "--projector", str(self.stage1),
+                        "--data", str(self.args.corpus / "devtest.jsonl"), "--output", str(self.stage1 / "eval"),
+                        "--max-new-tokens", "48", "--dtype", self.args.eval_dtype,
+                        "--batch-size", str(self.args.eval_batch_size)])  # fmt: skip
+
+    def result(self) -> dict:
+        results = json.loads((self.stage1 / "eval" / "results.json").read_text())
+        return {"audio_downsample": self.downsample, "projector_type": self.projector,
+                "encode_padding": self.encode_padding, "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
+                "train_seconds": round(self.seconds), "wer": results["wer"],
+                "wer_by_voice": per_source(self.stage1 / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
+
+
+def side_by_side(jobs: list[tuple["Run", list[str]]], what: str, parallel: bool) -> None:
+    """Run each (run, command); all at once with `parallel` (output to each run's log), else in turn."""
+    for group in ([jobs] if parallel else [[job] for job in jobs]):
+        processes = []
+        for run, command in group:
+            log = open(run.log, "a") if parallel else None
+            processes.append((run, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log else None)))
+        for run, process in processes:
+            if process.wait() != 0:
+                hint = f"; see {run.log}" if parallel else ""
+                raise RuntimeError(f"{what} of {run.name} failed (exit {process.returncode}){hint}")
+
+
+def run_all(runs: list[Run], parallel: bool) -> None:
+    """Build the grafts not built yet, train stage 1 of each run, then score each on the dev-test set."""
+    missing = [run for run in runs if not (run.base / "config.json").exists()]
+    side_by_side([(run, run.build_command()) for run in missing], "building the graft", parallel)
+    for group in ([runs] if parallel else [[run] for run in runs]):
+        started = time.time()
+        side_by_side([(run, run.train_command()) for run in group], "stage 1", parallel)
+        for run in group:  # side by side, a run's time is the wall time of the whole group
+            run.seconds = time.time() - started
+    for run in runs:
+        subprocess.run(run.eval_command(), check=True)
+
+
+def choose(rows: list[dict], tolerance: float) -> dict:
+    """The fewest audio tokens per second among rows within `tolerance` (relative) of the best WER;
+    between equals, real-frames encoding (less encoder work), then the lower WER."""
+    best = min(r["wer"] for r in rows)
+    near = [r for r in rows if r["wer"] <= best * (1 + tolerance)]
+    return min(near, key=lambda r: (r["audio_tokens_per_second"], r.get("encode_padding", True), r["wer"]))
+
+
+def promote(row: dict, out: Path) -> None:
+    """build/mini-base -> the chosen graft (a link); its projector -> build/mini-train/stage1."""
+    name = run_name(row["audio_downsample"], row["projector_type"], row.get("encode_padding", True))
+    if BASE.is_symlink() or BASE.is_file():
+        BASE.unlink()
+    elif BASE.exists():
+        shutil.rmtree(BASE)
+    os.symlink(Path(f"mini-base-{name}"), BASE)  # relative to build/
+    shutil.rmtree(STAGE1, ignore_errors=True)
+    STAGE1.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(out / name, STAGE1, ignore=shutil.ignore_patterns("checkpoint-*", "eval"))
+    print(f"promoted {name}: {BASE} -> mini-base-{name}, projector in {STAGE1}")
+
+
+def table(rows: list[dict]) -> None:
+    print("| downsample | projector | encoder input | audio tokens/s | steps | train s | dev-test WER | WER by voice |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
+        window = "30 s windows" if r.get("encode_padding", True) else "real frames"
+        print(f"| {r['audio_downsample']} | {r['projector_type']} | {window} | {r['audio_tokens_per_second']:g} "
+              f"| {r['steps']} | {r['train_seconds']} | {r['wer']:.1%} | {voices} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--configs", nargs="+", default=["4:linear", "2:linear", "1:linear", "4:mlp"])
+    parser.add_argument("--stage1-config", type=Path, default=Path("train/configs/mini_stage1.yaml"))
+    parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="folder with train/devtest.jsonl")
+    parser.add_argument("--stage1-overrides", default="", help='more stage-1 flags, e.g. "--learning_rate 5e-4"')
+    parser.add_argument("--eval-batch-size", type=int, default=8)
+    parser.add_argument("--eval-dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--parallel", action="store_true", help="train the configurations side by side")
+    parser.add_argument("--tolerance", type=float, default=0.1)
+    parser.add_argument("--promote", action="store_true", help="make the chosen configuration stage 2's start")
     parser.add_argument("--out", type=Path, default=Path("build/mini-sweep"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     record = args.out / "results.json"
-    rows = json.loads(record.read_text()) if record.exists() else []
-    for spec in args.configs:
-        downsample, projector = int(spec.split(":")[0]), spec.split(":")[1]
-        if any(r["audio_downsample"] == downsample and r["projector_type"] == projector and r["steps"] == args.steps
-               for r in rows):  # fmt: skip
-            continue
-        rows.append(run_one(downsample, projector, args.steps, args.out))
-        record.write_text(json.dumps(rows, indent=2) + "\n")
-    print("| downsample | projector | audio tokens/s | steps | train s | dev-test WER | WER by voice |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
-        print(f"| {r['audio_downsample']} | {r['projector_type']} | {r['audio_tokens_per_second']:g} | {r['steps']} "
-              f"| {r['train_seconds']} | {r['wer']:.1%} | {voices} |")
+    rows = json.loads(record.read_text())["runs"] if record.exists() else []
+    done = {(run_name(r["audio_downsample"], r["projector_type"], r.get("encode_padding", True)), r["steps"])
+            for r in rows}  # fmt: skip
+    runs = [Run(spec, args) for spec in args.configs]
+    todo = [run for run in runs if (run.name, args.steps) not in done]
+    run_all(todo, args.parallel)
+    rows += [run.result() for run in todo]
+    chosen = choose([r for r in rows if r["steps"] == args.steps], args.tolerance)
+    record.write_text(json.dumps({"runs": rows, "chosen": chosen, "tolerance": args.tolerance}, indent=2) + "\n")
+    table(rows)
+    print(f"chosen: {run_name(chosen['audio_downsample'], chosen['projector_type'], chosen.get('encode_padding', True))} "
+          f"(WER {chosen['wer']:.1%}, {chosen['audio_tokens_per_second']:g} audio tokens/s)")
+    if args.promote:
+        promote(chosen, args.out)
+    return chosen
 
 
 if __name__ == "__main__":
