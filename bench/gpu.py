@@ -7,26 +7,36 @@ Builds Qwen2-VL-7B + whisper-large-v3-turbo encoder (the root `config.json`, 8.9
 with random bf16 weights on the device and measures, with the decode length fixed at
 `--tokens-per-second` (3) tokens per second of audio:
 
-- RTFx (seconds of audio per second of wall time) of `generate` at each `--batch-sizes`;
-- the time split of one batch-1 clip between encoder, prefill and decode;
-- peak GPU memory of batch-1 transcription in bf16 (weights included);
-- peak GPU memory of batch-1 transcription with the LLM in NF4 4-bit and no vision tower
-  (`use_vision_tower=False`), loaded from a saved copy through `from_pretrained`;
-- one stage-2 QLoRA training step (LoRA r=64 on the 4-bit LLM + the projector, gradient
-  checkpointing, a 30 s clip with a 90-token answer): time and peak memory.
+- `rtfx`: RTFx (seconds of audio per second of wall time) of `generate` at each `--batch-sizes`,
+  transformers' default dynamic cache;
+- `compiled`: the same with a static cache and `torch.compile` of the decode step
+  (`cache_implementation="static"`), at the smallest and largest batch, and the share of
+  generated tokens equal to the default's;
+- `split`: where the time of one batch goes: encoder (with the projector), prefill (the first
+  forward without the encoder) and decode (the rest of `generate`), at the smallest and largest batch;
+- `bf16_peak`: peak GPU memory of batch-1 transcription in bf16 (weights included);
+- `nf4`: peak GPU memory of batch-1 transcription with the LLM in NF4 4-bit and no vision tower
+  (`use_vision_tower=False`), loaded from a saved copy through `from_pretrained`; with
+  `--nf4-lm-head` also with `lm_head` in 4-bit;
+- `qlora`: on that 4-bit model, one stage-2 QLoRA step (LoRA r=64 on every LLM projection + the
+  projector, gradient checkpointing, a 30 s clip with a 90-token answer): time and peak memory.
+
+Memory is `torch.cuda.max_memory_allocated` (tensors; the CUDA context, about 0.5 GB, comes on
+top) in GB (1e9 bytes, the unit of the targets) with `max_memory_reserved` beside it. Results
+are written to `--out` after every part, so a run cut short keeps what it measured.
 
 Token ids: prompts are built by the tiny offline tokenizer and its special tokens mapped to the
 release ids (`<|AUDIO|>` -> 151658, ...); the text tokens are bytes, valid ids of any vocabulary.
 """
 
 import argparse
+import gc
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 
@@ -34,6 +44,7 @@ from bench.bench import peak_rss_mib, reset_peak_rss, speech
 from train.build import SPECIAL_TOKENS, build_tiny, make_processor, release_config, save_graft, tiny_tokenizer
 from train.graft import SAMPLING_RATE, Qwen2AudioGraftForConditionalGeneration, build_prompt
 
+PARTS = ("rtfx", "compiled", "split", "bf16_peak", "nf4", "qlora")
 # Qwen2-VL's ids of the special tokens the prompts use.
 RELEASE_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652,
                "<|vision_end|>": 151653, "<|image_pad|>": 151655, "<|video_pad|>": 151656,
@@ -50,15 +61,20 @@ class Device:
             torch.cuda.synchronize()
 
     def reset_peak(self):
+        gc.collect()
         if self.cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         else:
             reset_peak_rss()
 
-    def peak_gib(self) -> float:
-        """Peak GPU memory allocated (CUDA) or the process's peak resident memory (CPU)."""
-        return round(torch.cuda.max_memory_allocated() / 2**30 if self.cuda else peak_rss_mib() / 1024, 2)
+    def peak(self) -> dict:
+        """Peak memory since `reset_peak`: GPU tensors (CUDA) or the process's resident set (CPU)."""
+        if not self.cuda:
+            return {"peak_gb": round(peak_rss_mib() * 2**20 / 1e9, 2)}
+        allocated, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+        return {"peak_gb": round(allocated / 1e9, 2), "peak_gib": round(allocated / 2**30, 2),
+                "reserved_gb": round(reserved / 1e9, 2)}  # fmt: skip
 
 
 class Prompts:
@@ -92,20 +108,30 @@ def timed(device: Device, call) -> float:
     return time.perf_counter() - started
 
 
-def generate(model, inputs, new_tokens):
-    return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+def generate(model, inputs, new_tokens, **kwargs):
+    return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, **kwargs)
 
 
-def rtfx(model, prompts, device, seconds, batch, new_tokens, repeats) -> dict:
+def compiled_kwargs(device: Device) -> dict:
+    """Static cache with the decode step compiled (CUDA graphs on a GPU; plain inductor on CPU)."""
+    config = transformers.CompileConfig(fullgraph=True, mode="reduce-overhead" if device.cuda else "default")
+    config._compile_all_devices = not device.cuda  # transformers compiles only on accelerators unless told
+    return {"cache_implementation": "static", "compile_config": config}
+
+
+def rtfx(model, prompts, device, seconds, batch, new_tokens, repeats, **kwargs) -> dict:
     clips = [speech(seconds, seed) for seed in range(batch)]
+    started = time.perf_counter()
     inputs = prompts(clips, device.device, model.dtype)
-    generate(model, inputs, new_tokens)  # warm-up
-    p50 = statistics.median(timed(device, lambda: generate(model, inputs, new_tokens)) for _ in range(repeats))
-    return {"batch": batch, "p50_s": round(p50, 3), "rtfx": round(batch * seconds / p50, 1)}
+    preprocess = time.perf_counter() - started
+    tokens = generate(model, inputs, new_tokens, **kwargs)  # warm-up (and compilation)
+    p50 = statistics.median(timed(device, lambda: generate(model, inputs, new_tokens, **kwargs)) for _ in range(repeats))
+    return {"batch": batch, "p50_s": round(p50, 3), "rtfx": round(batch * seconds / p50, 1),
+            "cpu_preprocess_s": round(preprocess, 3), "tokens": tokens.cpu()}  # fmt: skip
 
 
-def split(model, prompts, device, seconds, new_tokens, repeats) -> dict:
-    inputs = prompts([speech(seconds)], device.device, model.dtype)
+def split(model, prompts, device, seconds, batch, new_tokens, repeats) -> dict:
+    inputs = prompts([speech(seconds, seed) for seed in range(batch)], device.device, model.dtype)
     parts = {"encoder": [], "prefill": [], "decode": []}
     for _ in range(repeats + 1):  # the first round warms up
         encoder = timed(device, lambda: model.get_audio_features(inputs["input_features"], inputs["input_features_mask"]))
@@ -113,37 +139,46 @@ def split(model, prompts, device, seconds, new_tokens, repeats) -> dict:
         total = timed(device, lambda: generate(model, inputs, new_tokens))
         for name, value in (("encoder", encoder), ("prefill", forward - encoder), ("decode", total - forward)):
             parts[name].append(value)
-    return {name: round(statistics.median(values[1:]), 4) for name, values in parts.items()}
+    return {"batch": batch, **{name: round(statistics.median(values[1:]), 4) for name, values in parts.items()}}
 
 
-def peak_transcribing(model, prompts, device, seconds, new_tokens) -> float:
+def peak_transcribing(model, prompts, device, seconds, new_tokens) -> dict:
     inputs = prompts([speech(seconds)], device.device, model.dtype)
     device.reset_peak()
     with torch.no_grad():
         generate(model, inputs, new_tokens)
     device.sync()
-    return device.peak_gib()
+    return device.peak()
 
 
-def nf4(compute_dtype):
+def nf4(compute_dtype, lm_head_4bit=False):
     from train.stage2_qlora import NOT_QUANTIZED
 
+    skip = [name for name in NOT_QUANTIZED if not (lm_head_4bit and name == "lm_head")]
     return transformers.BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=NOT_QUANTIZED,
+        bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip,
     )  # fmt: skip
 
 
-def qlora_step(folder, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
-    """One optimizer step of stage 2 on a 4-bit LLM with LoRA r=64 and gradient checkpointing."""
+def load_nf4(folder, device, dtype, lm_head_4bit=False):
+    device.reset_peak()
+    started = time.perf_counter()
+    model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(
+        folder, dtype=dtype, quantization_config=nf4(dtype, lm_head_4bit), use_vision_tower=False,
+        device_map={"": device.device},
+    ).eval()  # fmt: skip
+    device.sync()
+    load = {"load_s": round(time.perf_counter() - started, 1), "load_peak_gb": device.peak()["peak_gb"]}
+    return model, {**load, "weights_gb": round(model.get_memory_footprint() / 1e9, 2)}
+
+
+def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
+    """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
     from types import SimpleNamespace
 
     from train.stage2_qlora import LLM_TARGETS, add_lora, keep_cpu_4bit_trainable
 
-    device.reset_peak()
-    model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(
-        folder, dtype=dtype, quantization_config=nf4(dtype), use_vision_tower=False, device_map={"": device.device}
-    )
     keep_cpu_4bit_trainable(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
@@ -160,10 +195,66 @@ def qlora_step(folder, prompts, device, dtype, seconds=30, answer_tokens=90) -> 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    device.reset_peak()
     step()  # warm-up (and the optimizer's state)
     seconds_taken = statistics.median(timed(device, step) for _ in range(3))
-    return {"p50_s": round(seconds_taken, 3), "peak_gib": device.peak_gib(), "clip_seconds": seconds,
-            "answer_tokens": answer_tokens}  # fmt: skip
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"p50_s": round(seconds_taken, 3), **device.peak(), "clip_seconds": seconds, "answer_tokens": answer_tokens,
+            "trainable_parameters_m": round(trainable / 1e6, 1)}  # fmt: skip
+
+
+def build_model(args, device, dtype, scratch: Path):
+    if args.tiny:
+        model, _ = build_tiny(scratch / "tiny")
+        return model.to(device.device, dtype).eval()
+    torch.set_default_dtype(dtype)
+    with device.device:
+        model = Qwen2AudioGraftForConditionalGeneration(release_config())
+    torch.set_default_dtype(torch.float32)
+    return model.eval()
+
+
+def measure_bf16(model, prompts, device, args, new_tokens, results, save):
+    if "rtfx" in args.parts:
+        runs = [rtfx(model, prompts, device, args.seconds, b, new_tokens, args.repeats) for b in args.batch_sizes]
+        results["rtfx"] = [{k: v for k, v in run.items() if k != "tokens"} for run in runs]
+        save(results)
+    if "split" in args.parts:
+        batches = sorted({min(args.batch_sizes), max(args.batch_sizes)})
+        results["split"] = [split(model, prompts, device, args.seconds, b, new_tokens, args.repeats) for b in batches]
+        save(results)
+    if "bf16_peak" in args.parts:
+        results["bf16_b1"] = peak_transcribing(model, prompts, device, args.seconds, new_tokens)
+        save(results)
+
+
+def measure_compiled(model, prompts, device, args, new_tokens, results, save):
+    """Static cache + compiled decode at the largest batch, then at batch 1 (each shape compiles once)."""
+    results["compiled"] = []
+    for b in sorted({min(args.batch_sizes), max(args.batch_sizes)}, reverse=True):
+        clips = [speech(args.seconds, s) for s in range(b)]
+        reference = generate(model, prompts(clips, device.device, model.dtype), new_tokens)
+        started = time.perf_counter()
+        run = rtfx(model, prompts, device, args.seconds, b, new_tokens, args.repeats, **compiled_kwargs(device))
+        run["warm_up_and_compile_s"] = round(time.perf_counter() - started - run["p50_s"] * args.repeats, 1)
+        run["same_tokens"] = round(float((run.pop("tokens") == reference.cpu()).float().mean()), 3)
+        results["compiled"].append(run)
+        save(results)
+
+
+def measure_nf4(folder, prompts, device, dtype, args, new_tokens, results, save):
+    model, loaded = load_nf4(folder, device, dtype)
+    results["nf4_audio_only_b1"] = {**loaded, **peak_transcribing(model, prompts, device, args.seconds, new_tokens)}
+    save(results)
+    if "qlora" in args.parts:
+        results["qlora_step"] = qlora_step(model, prompts, device, dtype)
+        save(results)
+    del model
+    if args.nf4_lm_head:
+        model, loaded = load_nf4(folder, device, dtype, lm_head_4bit=True)
+        results["nf4_lm_head_audio_only_b1"] = {**loaded, **peak_transcribing(model, prompts, device, args.seconds,
+                                                                              new_tokens)}  # fmt: skip
+        save(results)
 
 
 def main(argv=None):
@@ -174,47 +265,40 @@ def main(argv=None):
     parser.add_argument("--tokens-per-second", type=float, default=3.0)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--nf4-lm-head", action="store_true", help="also measure nf4 with lm_head in 4-bit")
     parser.add_argument("--out", type=Path, default=Path("bench/gpu-results.json"))
     args = parser.parse_args(argv)
     device, dtype = Device(args.device), torch.bfloat16
     new_tokens = round(args.tokens_per_second * args.seconds)
     results = {"device": torch.cuda.get_device_name() if device.cuda else "cpu", "torch": torch.__version__,
                "transformers": transformers.__version__, "tokens_per_second": args.tokens_per_second,
-               "clip_seconds": args.seconds}  # fmt: skip
+               "clip_seconds": args.seconds, "new_tokens": new_tokens}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(results):
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in results.items() if k not in ("device", "torch", "transformers")}), flush=True)
+
     with tempfile.TemporaryDirectory() as scratch:
-        if args.tiny:
-            model, _ = build_tiny(Path(scratch) / "tiny")
-            model = model.to(device.device, dtype)
-        else:
-            device.reset_peak()
-            config = release_config()
-            torch.set_default_dtype(dtype)
-            with device.device:
-                model = Qwen2AudioGraftForConditionalGeneration(config).eval()
-            torch.set_default_dtype(torch.float32)
-        model.eval()
+        model = build_model(args, device, dtype, Path(scratch))
         prompts = Prompts(model.config, args.tiny)
         results["parameters_b"] = round(model.num_parameters() / 1e9, 3)
-        results["bf16_weights_gib"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30, 2)
-        results["rtfx"] = [rtfx(model, prompts, device, args.seconds, b, new_tokens, args.repeats) for b in args.batch_sizes]
-        print(json.dumps(results["rtfx"]), flush=True)
-        results["split_b1"] = split(model, prompts, device, args.seconds, new_tokens, args.repeats)
-        results["bf16_b1_peak_gib"] = peak_transcribing(model, prompts, device, args.seconds, new_tokens)
-        print(json.dumps({k: results[k] for k in ("split_b1", "bf16_b1_peak_gib")}), flush=True)
-        folder = Path(scratch) / "random-graft"
-        save_graft(model, prompts.processor, folder)
-        del model
-        if device.cuda:
-            torch.cuda.empty_cache()
-        audio_only = Qwen2AudioGraftForConditionalGeneration.from_pretrained(
-            folder, dtype=dtype, quantization_config=nf4(dtype), use_vision_tower=False, device_map={"": device.device}
-        ).eval()
-        results["nf4_audio_only_b1_peak_gib"] = peak_transcribing(audio_only, prompts, device, args.seconds, new_tokens)
-        del audio_only
-        results["qlora_step"] = qlora_step(folder, prompts, device, dtype)
+        results["bf16_weights_gb"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9, 2)
+        measure_bf16(model, prompts, device, args, new_tokens, results, save)
+        if "nf4" in args.parts or "qlora" in args.parts:
+            folder = Path(scratch) / "random-graft"
+            model.model.visual, model.config.use_vision_tower = None, False  # audio-only copy: less to write
+            save_graft(model, prompts.processor, folder, max_shard_size="5GB")
+            del model
+            if device.cuda:
+                torch.cuda.empty_cache()
+            measure_nf4(folder, prompts, device, dtype, args, new_tokens, results, save)
+            model = None
+        if "compiled" in args.parts:  # last: compiling takes minutes and the figures above matter more
+            model = model if model is not None else build_model(args, device, dtype, Path(scratch))
+            measure_compiled(model, prompts, device, args, new_tokens, results, save)
     print(json.dumps(results, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

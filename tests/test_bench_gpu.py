@@ -6,13 +6,27 @@ from bench import gpu
 def test_gpu_bench_code_path_on_the_tiny_graft(tmp_path):
     out = tmp_path / "gpu.json"
     results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "1", "2", "--repeats", "1", "--seconds", "2",
-                        "--out", str(out)])  # fmt: skip
+                        "--parts", "rtfx", "split", "bf16_peak", "nf4", "qlora", "--nf4-lm-head", "--out", str(out)])  # fmt: skip
     assert out.exists()
     assert [r["batch"] for r in results["rtfx"]] == [1, 2]
-    assert all(r["rtfx"] > 0 for r in results["rtfx"])
-    assert set(results["split_b1"]) == {"encoder", "prefill", "decode"}
-    assert results["bf16_b1_peak_gib"] > 0 and results["nf4_audio_only_b1_peak_gib"] > 0
-    assert results["qlora_step"]["p50_s"] > 0 and results["qlora_step"]["answer_tokens"] == 90
+    assert all(r["rtfx"] > 0 and r["cpu_preprocess_s"] > 0 for r in results["rtfx"])
+    assert [s["batch"] for s in results["split"]] == [1, 2]
+    assert all({"encoder", "prefill", "decode"} < set(s) for s in results["split"])
+    assert results["bf16_b1"]["peak_gb"] > 0
+    for key in ("nf4_audio_only_b1", "nf4_lm_head_audio_only_b1"):
+        assert results[key]["peak_gb"] > 0 and results[key]["load_s"] > 0
+    step = results["qlora_step"]
+    assert step["p50_s"] > 0 and step["answer_tokens"] == 90 and step["trainable_parameters_m"] > 0
+    assert "compiled" not in results
+
+
+def test_static_cache_with_compiled_decoding_gives_the_same_tokens(tmp_path):
+    """The `compiled` part: static cache + torch.compile (fullgraph) of the decode step, on CPU."""
+    results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "1", "--repeats", "1", "--seconds", "2",
+                        "--parts", "compiled", "--out", str(tmp_path / "gpu.json")])  # fmt: skip
+    (run,) = results["compiled"]
+    assert run["batch"] == 1 and run["rtfx"] > 0
+    assert run["same_tokens"] == 1.0
 
 
 def test_release_prompts_use_the_release_token_ids():
