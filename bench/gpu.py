@@ -205,11 +205,13 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
 
 def build_model(args, device, dtype, scratch: Path):
     if args.tiny:
-        model, _ = build_tiny(scratch / "tiny")
+        model, _ = build_tiny(scratch / "tiny", args.audio_downsample, encode_padding=not args.real_frames)
         return model.to(device.device, dtype).eval()
+    config = release_config(audio_downsample=args.audio_downsample)
+    config.encode_padding = not args.real_frames
     torch.set_default_dtype(dtype)
     with device.device:
-        model = Qwen2AudioGraftForConditionalGeneration(release_config())
+        model = Qwen2AudioGraftForConditionalGeneration(config)
     torch.set_default_dtype(torch.float32)
     return model.eval()
 
@@ -266,6 +268,8 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--audio-downsample", type=int, default=1, help="the 7B graft's audio_downsample")
+    parser.add_argument("--real-frames", action="store_true", help="encode_padding=False: encode real mel frames only")
     parser.add_argument("--nf4-lm-head", action="store_true", help="also measure nf4 with lm_head in 4-bit")
     parser.add_argument("--out", type=Path, default=Path("bench/gpu-results.json"))
     args = parser.parse_args(argv)
@@ -273,7 +277,8 @@ def main(argv=None):
     new_tokens = round(args.tokens_per_second * args.seconds)
     results = {"device": torch.cuda.get_device_name() if device.cuda else "cpu", "torch": torch.__version__,
                "transformers": transformers.__version__, "tokens_per_second": args.tokens_per_second,
-               "clip_seconds": args.seconds, "new_tokens": new_tokens}  # fmt: skip
+               "clip_seconds": args.seconds, "new_tokens": new_tokens, "audio_downsample": args.audio_downsample,
+               "encode_padding": not args.real_frames}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(results):

@@ -29,6 +29,14 @@ def test_static_cache_with_compiled_decoding_gives_the_same_tokens(tmp_path):
     assert run["same_tokens"] == 1.0
 
 
+def test_real_frames_at_downsample_4(tmp_path):
+    results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "2", "--repeats", "1", "--seconds", "3",
+                        "--audio-downsample", "4", "--real-frames", "--parts", "rtfx", "split",
+                        "--out", str(tmp_path / "gpu.json")])  # fmt: skip
+    assert results["audio_downsample"] == 4 and results["encode_padding"] is False
+    assert results["rtfx"][0]["batch"] == 2 and results["split"][0]["encoder"] > 0
+
+
 def test_release_prompts_use_the_release_token_ids():
     from train.build import release_config
 
