@@ -90,11 +90,20 @@ class Run:
                         "--max-new-tokens", "48", "--dtype", self.args.eval_dtype,
                         "--batch-size", str(self.args.eval_batch_size)])  # fmt: skip
 
+    def final_loss(self, last: int = 3) -> float | None:
+        """Mean of the last `last` logged training losses (from the checkpoint's trainer_state.json)."""
+        states = sorted(self.stage1.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+        if not states:
+            return None
+        losses = [e["loss"] for e in json.loads(states[-1].read_text())["log_history"] if "loss" in e]
+        return round(sum(losses[-last:]) / len(losses[-last:]), 4) if losses else None
+
     def result(self) -> dict:
         results = json.loads((self.stage1 / "eval" / "results.json").read_text())
         return {"audio_downsample": self.downsample, "projector_type": self.projector,
                 "encode_padding": self.encode_padding, "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
-                "train_seconds": round(self.seconds), "wer": results["wer"],
+                "train_seconds": round(self.seconds), "final_train_loss": self.final_loss(),
+                "wer": results["wer"], "cer": results.get("cer"),
                 "wer_by_voice": per_source(self.stage1 / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
 
 
@@ -146,14 +155,20 @@ def promote(row: dict, out: Path) -> None:
     print(f"promoted {name}: {BASE} -> mini-base-{name}, projector in {STAGE1}")
 
 
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def table(rows: list[dict]) -> None:
-    print("| downsample | projector | encoder input | audio tokens/s | steps | train s | dev-test WER | WER by voice |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| downsample | projector | encoder input | audio tokens/s | steps | train s | final train loss | dev-test WER "
+          "| dev-test CER | WER by voice |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
         window = "30 s windows" if r.get("encode_padding", True) else "real frames"
         print(f"| {r['audio_downsample']} | {r['projector_type']} | {window} | {r['audio_tokens_per_second']:g} "
-              f"| {r['steps']} | {r['train_seconds']} | {r['wer']:.1%} | {voices} |")
+              f"| {r['steps']} | {r['train_seconds']} | {_fmt(r.get('final_train_loss'), '.3f')} | {r['wer']:.1%} "
+              f"| {_fmt(r.get('cer'), '.1%')} | {voices} |")
 
 
 def main(argv=None):

@@ -41,3 +41,21 @@ def test_bad_configuration_specs_are_refused(spec, tmp_path):
     with pytest.raises(ValueError) as info:
         sweep.Run(spec, args)
     assert str(info.value) == f"a configuration is downsample:linear|mlp[:real], got {spec!r}"
+
+
+def test_final_loss_comes_from_the_last_checkpoint_and_the_table_prints_it(tmp_path, capsys):
+    import json
+
+    args = SimpleNamespace(out=tmp_path, steps=40)
+    run = sweep.Run("2:linear", args)
+    assert run.final_loss() is None
+    for step, losses in ((5, [5.0, 4.0]), (40, [5.0, 4.0, 3.0, 2.0, 1.0])):
+        folder = run.stage1 / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        history = [{"loss": loss, "step": 10 * (i + 1)} for i, loss in enumerate(losses)] + [{"train_runtime": 1.0}]
+        (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    assert run.final_loss() == 2.0  # checkpoint-40, not -5 (the later by name), mean of 3.0, 2.0, 1.0
+    row = {**_row(2, "linear", 0.5), "steps": 40, "train_seconds": 12, "final_train_loss": 2.0, "cer": 0.25,
+           "wer_by_voice": {"cards": 0.5}}
+    sweep.table([row])
+    assert capsys.readouterr().out.splitlines()[-1] == "| 2 | linear | 30 s windows | 25 | 40 | 12 | 2.000 | 50.0% | 25.0% | cards 50.0% |"
