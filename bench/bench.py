@@ -136,6 +136,23 @@ def bench_length(model, reference, processor, seconds, repeats, batch_size, new_
     return row
 
 
+def cpu_dtype() -> str:
+    """bfloat16 where oneDNN has native bf16 kernels (AVX512-BF16 or AMX); on other CPUs bf16
+    matrix products fall back to slow generic code, so float32 is faster there."""
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bfloat16" if native else "float32"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
@@ -145,9 +162,11 @@ def main(argv=None):
     parser.add_argument("--tokens-per-second", type=float, help="decode length per second of audio instead")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
-    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+                        help="auto: bfloat16 where the CPU has native bf16 matrix units (oneDNN), else float32")
     parser.add_argument("--out", type=Path, default=Path("bench/cpu-results.json"))
     args = parser.parse_args(argv)
+    args.dtype = cpu_dtype() if args.dtype == "auto" else args.dtype
     folder = args.model if (args.model / "config.json").exists() else args.fallback
     if folder == args.fallback and not (folder / "config.json").exists():
         from train.build import build_tiny
@@ -158,7 +177,7 @@ def main(argv=None):
     print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, encode_padding "
           f"{model.config.encode_padding}, {model.num_parameters() / 1e6:.0f} M "
           f"parameters, {args.dtype}); torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")  # fmt: skip
+          f"{torch.get_num_threads()} threads, {cpu_name()}")  # fmt: skip
     rows = []
     for seconds in args.lengths:
         new_tokens = round(args.tokens_per_second * seconds) if args.tokens_per_second else args.new_tokens
@@ -167,7 +186,7 @@ def main(argv=None):
     report(rows, args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(folder), "audio_downsample": model.config.audio_downsample,
-            "encode_padding": model.config.encode_padding, "dtype": args.dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "encode_padding": model.config.encode_padding, "dtype": args.dtype, "cpu": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "transformers": transformers.__version__, "repeats": args.repeats, "batch_size": args.batch_size,
             "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

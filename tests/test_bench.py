@@ -19,3 +19,11 @@ def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tmp_path, capsys
     last = capsys.readouterr().out.strip().splitlines()[-1]
     ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
     assert last == f"batch-1 latency ratio for 5 s clips, reference / ours: {ratio:.1f}x"
+
+
+def test_auto_dtype_is_float32_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(bench.torch.backends.mkldnn, "is_available", lambda: False)
+    assert bench.cpu_dtype() == "float32"
+    monkeypatch.setattr(bench.torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(bench.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert bench.cpu_dtype() == "bfloat16"
