@@ -119,6 +119,21 @@ def test_stage2_trains_only_lora_and_projector(stage2_output):
     assert {k.split(".")[-2] for k in saved} <= {"lora_A", "lora_B", "linear_1", "norm"}
 
 
+def test_stage2_can_start_from_a_saved_adapter(setup, stage2_output, tmp_path):
+    """--init_adapter: LoRA and projector start from the saved pieces (zero learning rate: unchanged)."""
+    folder, manifests = setup
+    _, first = stage2_output
+    args = _common(folder, manifests, tmp_path / "again", 1, ["--compute_dtype", "float32", "--init_adapter", str(first)])
+    args[args.index("--learning_rate") + 1] = "0"
+    trainer = stage2_qlora.main(args)
+    assert trainer.state.global_step == 1
+    before = load_file(str(first / "adapter_model.safetensors"))
+    after = load_file(str(tmp_path / "again" / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and len(before) > 0
+    for key in before:
+        torch.testing.assert_close(after[key], before[key])
+
+
 def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):
     folder, _ = setup
     _, output = stage2_output

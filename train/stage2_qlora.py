@@ -33,6 +33,11 @@ class Stage2Arguments:
     load_in_4bit: bool = True
     compute_dtype: str = "bfloat16"
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
+    init_adapter: str | None = field(
+        default=None,
+        metadata={"help": "start LoRA and the projector from a saved stage-2 adapter folder (its own LoRA settings) "
+                  "instead of fresh LoRA and projector_path"},
+    )  # fmt: skip
 
 
 def quantization(stage) -> BitsAndBytesConfig | None:
@@ -53,13 +58,16 @@ def keep_cpu_4bit_trainable(model) -> None:
 
 
 def add_lora(model, stage):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     for parameter in model.parameters():
         parameter.requires_grad = False
-    config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
-                        target_modules=stage.lora_target_modules, modules_to_save=["audio_projector"])  # fmt: skip
-    model = get_peft_model(model, config)
+    if getattr(stage, "init_adapter", None):
+        model = PeftModel.from_pretrained(model, stage.init_adapter, is_trainable=True)
+    else:
+        config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
+                            target_modules=stage.lora_target_modules, modules_to_save=["audio_projector"])  # fmt: skip
+        model = get_peft_model(model, config)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     stray = [n for n in trainable if ".lora_" not in n and ".audio_projector.modules_to_save." not in n]
     assert not stray, f"only LoRA and the projector may train, found {stray[:5]}"
