@@ -3,6 +3,7 @@
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
     python -m mini.demo keep       # (after `make demo-train`) copy the trained pieces into mini/trained
+    python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
@@ -111,6 +112,8 @@ def score(batch_size: int = 8) -> dict:
     joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
     print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
     results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
+               "clips": [{"voice": r["voice"], "reference": r["text"], "graft": g, "whisper_base": w}
+                         for r, g, w in zip(rows, graft, whisper)],
                "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
                              "hypothesis": joined_hyp,
                              "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
@@ -120,6 +123,23 @@ def score(batch_size: int = 8) -> dict:
     print(f"| {results['long_clip']['seconds']} s joined clip, whole | 1 | {results['long_clip']['wer']:.1%} | - |")
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def compare(predictions: Path) -> int:
+    """How many of the demo's pipeline transcripts (build/demo-results.json) equal those of a
+    `train.evaluate` run on the same dev-test clips (its predictions.jsonl); prints the others."""
+    clips = json.loads(RESULTS.read_text())["clips"]
+    other = [json.loads(line)["hypothesis"] for line in predictions.read_text().splitlines()]
+    if len(other) != len(clips):
+        raise ValueError(f"{predictions} holds {len(other)} clips, the demo {len(clips)}")
+    same = 0
+    for clip, hypothesis in zip(clips, other):
+        if clip["graft"].strip() == hypothesis.strip():
+            same += 1
+        else:
+            print(f"[{clip['voice']}] differs\n  PIPELINE {clip['graft']}\n  EVALUATE {hypothesis}")
+    print(f"{same} of {len(clips)} transcripts identical")
+    return same
 
 
 def keep(train_dir: Path = Path("build/mini-train"), note: str = "") -> None:
@@ -145,10 +165,13 @@ def keep(train_dir: Path = Path("build/mini-train"), note: str = "") -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score", "keep"))
+    parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
     parser.add_argument("--note", default="", help="with keep: how and where the pieces were trained")
+    parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     args = parser.parse_args(argv)
-    if args.step == "keep":
+    if args.step == "compare":
+        compare(args.predictions)
+    elif args.step == "keep":
         keep(note=args.note)
     else:
         assemble() if args.step == "assemble" else score()
