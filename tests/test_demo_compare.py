@@ -1,4 +1,4 @@
-"""mini.demo compare: the demo's pipeline transcripts against a train.evaluate run."""
+"""mini.demo: compare (pipeline transcripts against a train.evaluate run) and the pieces kept in bf16."""
 
 import json
 
@@ -22,3 +22,19 @@ def test_compare_counts_identical_transcripts_and_prints_the_others(tmp_path, mo
     with pytest.raises(ValueError) as info:
         demo.compare(predictions)
     assert str(info.value) == f"{predictions} holds 1 clips, the demo 2"
+
+
+def test_copy_as_bf16_halves_float_tensors_and_keeps_metadata(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    source, target = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file({"w": torch.tensor([1.0, 0.1], dtype=torch.float32), "n": torch.tensor([3])}, str(source),
+              metadata={"format": "pt"})
+    demo.copy_as_bf16(source, target)
+    loaded = load_file(str(target))
+    assert loaded["w"].dtype == torch.bfloat16 and loaded["w"].tolist() == [1.0, 0.10009765625]
+    assert loaded["n"].dtype == torch.int64 and loaded["n"].tolist() == [3]
+    with safe_open(str(target), framework="pt") as handle:
+        assert handle.metadata() == {"format": "pt"}
