@@ -55,9 +55,9 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.make_corpus --out build/corpus --no-progress
 	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --eval-dtype float32 --promote
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml
-	$(PY) -m train.evaluate --model build/mini-base --adapter build/mini-train/stage2 --data build/corpus/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max-new-tokens 64 --dtype float32
 	$(PY) -m mini.demo keep --note "make demo-train on $$(nproc) CPU cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
+		--output build/mini-train/eval-stage2 --max-new-tokens 64 --dtype float32
 
 # Retrain the committed pieces on one GPU: a 12,000-clip corpus (training clips in Ogg Opus), then
 # mini-train-gpu. README says how long it took on which GPU.
