@@ -98,11 +98,22 @@ class Run:
         losses = [e["loss"] for e in json.loads(states[-1].read_text())["log_history"] if "loss" in e]
         return round(sum(losses[-last:]) / len(losses[-last:]), 4) if losses else None
 
+    def finished(self) -> bool:
+        """Trained to `--steps` and scored already (a sweep cut off after this run resumes past it)."""
+        return (self.stage1 / f"checkpoint-{self.args.steps}").is_dir() and (self.stage1 / "eval" / "results.json").exists()
+
+    def train_seconds(self) -> float | None:
+        """The trainer's own train_runtime when it wrote one, else the wall time this sweep measured."""
+        metrics = self.stage1 / "train_results.json"
+        if metrics.exists():
+            return float(json.loads(metrics.read_text())["train_runtime"])
+        return self.seconds
+
     def result(self) -> dict:
         results = json.loads((self.stage1 / "eval" / "results.json").read_text())
         return {"audio_downsample": self.downsample, "projector_type": self.projector,
                 "encode_padding": self.encode_padding, "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
-                "train_seconds": round(self.seconds), "final_train_loss": self.final_loss(),
+                "train_seconds": _round(self.train_seconds()), "final_train_loss": self.final_loss(),
                 "wer": results["wer"], "cer": results.get("cer"),
                 "wer_by_voice": per_source(self.stage1 / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
 
@@ -155,6 +166,10 @@ def promote(row: dict, out: Path) -> None:
     print(f"promoted {name}: {BASE} -> mini-base-{name}, projector in {STAGE1}")
 
 
+def _round(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -167,7 +182,7 @@ def table(rows: list[dict]) -> None:
         voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
         window = "30 s windows" if r.get("encode_padding", True) else "real frames"
         print(f"| {r['audio_downsample']} | {r['projector_type']} | {window} | {r['audio_tokens_per_second']:g} "
-              f"| {r['steps']} | {r['train_seconds']} | {_fmt(r.get('final_train_loss'), '.3f')} | {r['wer']:.1%} "
+              f"| {r['steps']} | {_fmt(r['train_seconds'], 'd')} | {_fmt(r.get('final_train_loss'), '.3f')} | {r['wer']:.1%} "
               f"| {_fmt(r.get('cer'), '.1%')} | {voices} |")
 
 
@@ -192,7 +207,10 @@ def main(argv=None):
             for r in rows}  # fmt: skip
     runs = [Run(spec, args) for spec in args.configs]
     todo = [run for run in runs if (run.name, args.steps) not in done]
-    run_all(todo, args.parallel)
+    resumed = [run for run in todo if run.finished()]
+    if resumed:
+        print("already trained and scored, not run again: " + ", ".join(run.name for run in resumed))
+    run_all([run for run in todo if run not in resumed], args.parallel)
     rows += [run.result() for run in todo]
     chosen = choose([r for r in rows if r["steps"] == args.steps], args.tolerance)
     record.write_text(json.dumps({"runs": rows, "chosen": chosen, "tolerance": args.tolerance}, indent=2) + "\n")

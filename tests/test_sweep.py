@@ -59,3 +59,20 @@ def test_final_loss_comes_from_the_last_checkpoint_and_the_table_prints_it(tmp_p
            "wer_by_voice": {"cards": 0.5}}
     sweep.table([row])
     assert capsys.readouterr().out.splitlines()[-1] == "| 2 | linear | 30 s windows | 25 | 40 | 12 | 2.000 | 50.0% | 25.0% | cards 50.0% |"
+
+
+def test_a_cut_off_sweep_resumes_past_runs_trained_and_scored(tmp_path):
+    import json
+
+    args = SimpleNamespace(out=tmp_path, steps=40)
+    run = sweep.Run("4:mlp:real", args)
+    run.seconds = 99.6
+    assert not run.finished() and run.train_seconds() == 99.6  # no trainer metrics: the sweep's own clock
+    (run.stage1 / "checkpoint-40").mkdir(parents=True)
+    assert not run.finished()  # trained but not scored
+    (run.stage1 / "eval").mkdir()
+    (run.stage1 / "eval" / "results.json").write_text("{}")
+    assert run.finished()
+    assert not sweep.Run("4:mlp:real", SimpleNamespace(out=tmp_path, steps=60)).finished()  # other step count
+    (run.stage1 / "train_results.json").write_text(json.dumps({"train_runtime": 564.6, "epoch": 0.1}))
+    assert run.train_seconds() == 564.6

@@ -62,6 +62,7 @@ def test_stage1_changes_only_the_projector(setup, tmp_path):
     assert set(saved) == changed
     assert (tmp_path / "s1" / "training.png").stat().st_size > 0
     assert json.loads((tmp_path / "s1" / "skipped_rows.json").read_text())["train"]["empty text"] == 1
+    assert json.loads((tmp_path / "s1" / "train_results.json").read_text())["train_runtime"] > 0  # the sweep's train seconds
 
 
 class _Interrupt(TrainerCallback):

@@ -85,7 +85,8 @@ def run_stage(model, processor, data_args, training_args, resume: bool, title: s
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.save_metrics("train", output.metrics)  # train_results.json: train_runtime and friends
     finish(trainer, train_set, eval_set, title)
     return trainer
 
