@@ -10,6 +10,7 @@ OUT ?= build/smoke
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 MINI_SWEEP_STEPS ?= 40
 MINI_SWEEP_CONFIGS ?= 4:linear:real 2:linear:real 1:linear:real 4:mlp:real
+MINI_STAGE2_MORE_STEPS ?= 60
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,9 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.make_corpus --out build/corpus --no-progress
 	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --eval-dtype float32 --promote
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml
-	$(PY) -m mini.demo keep --note "make demo-train on $$(nproc) CPU cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --init_adapter build/mini-train/stage2 \
+		--output_dir build/mini-train/stage2-more --max_steps $(MINI_STAGE2_MORE_STEPS) --save_steps $(MINI_STAGE2_MORE_STEPS)
+	$(PY) -m mini.demo keep --stage2 build/mini-train/stage2-more --note "make demo-train on $$(nproc) CPU cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)): stage 2 $(MINI_STAGE2_MORE_STEPS) more steps from the first 40"
 	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max-new-tokens 64 --dtype float32
 

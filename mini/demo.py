@@ -2,7 +2,7 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
-    python -m mini.demo keep       # (after `make demo-train`) copy the trained pieces into mini/trained
+    python -m mini.demo keep [--stage2 DIR]   # (after `make demo-train`) copy the trained pieces into mini/trained
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
@@ -154,19 +154,21 @@ def copy_as_bf16(source: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=metadata)
 
 
-def keep(train_dir: Path = Path("build/mini-train"), note: str = "") -> None:
-    """Copy stage 1's projector and stage 2's adapter (with its projector) into mini/trained, in
-    bfloat16, with the recipe they were trained for."""
+def keep(train_dir: Path = Path("build/mini-train"), note: str = "", stage2: Path | None = None) -> None:
+    """Copy stage 1's projector and stage 2's adapter (with its projector; from `stage2`, else
+    `train_dir/stage2`) into mini/trained, in bfloat16, with the recipe they were trained for."""
     import shutil
+
+    stage2 = stage2 or train_dir / "stage2"
 
     config = json.loads((BASE / "config.json").read_text())
     (TRAINED / "stage1").mkdir(parents=True, exist_ok=True)
     (TRAINED / "stage2").mkdir(parents=True, exist_ok=True)
     copy_as_bf16(train_dir / "stage1" / "model.safetensors", TRAINED / "stage1" / "model.safetensors")
-    copy_as_bf16(train_dir / "stage2" / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
-    shutil.copy(train_dir / "stage2" / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
-    for stage in ("stage1", "stage2"):
-        shutil.copy(train_dir / stage / "training.png", TRAINED / stage / "training.png")
+    copy_as_bf16(stage2 / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
+    shutil.copy(stage2 / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
+    shutil.copy(train_dir / "stage1" / "training.png", TRAINED / "stage1" / "training.png")
+    shutil.copy(stage2 / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "note": note}
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
@@ -180,11 +182,12 @@ def main(argv=None):
     parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
     parser.add_argument("--note", default="", help="with keep: how and where the pieces were trained")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
+    parser.add_argument("--stage2", type=Path, help="with keep: the stage-2 output to keep (default build/mini-train/stage2)")
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)
     elif args.step == "keep":
-        keep(note=args.note)
+        keep(note=args.note, stage2=args.stage2)
     else:
         assemble() if args.step == "assemble" else score()
 
