@@ -49,10 +49,11 @@ def assemble() -> None:
     print(f"saved {GRAFT}")
 
 
-def load_devtest() -> list[dict]:
-    rows = [json.loads(line) for line in DEVTEST.read_text().splitlines()]
+def load_devtest(manifest: Path = DEVTEST) -> list[dict]:
+    """The manifest's rows, each with its 16 kHz audio in "samples"."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     for row in rows:
-        samples, rate = soundfile.read(DEVTEST.parent / row["audio"], dtype="float32")
+        samples, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32")
         if rate != 16000:
             raise ValueError(f"{row['audio']}: expected 16 kHz dev-test audio, got {rate} Hz")
         row["samples"] = samples

@@ -21,11 +21,11 @@ import json
 import time
 from pathlib import Path
 
-import soundfile
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.modeling_outputs import BaseModelOutput
 
+from mini.demo import load_devtest
 from train.graft import encode_real_frames
 from train.metrics import normalize, wer_by_group
 
@@ -72,15 +72,12 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     model = WhisperForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = WhisperProcessor.from_pretrained(args.model)
-    rows = [json.loads(line) for line in args.data.read_text().splitlines()]
+    rows = load_devtest(args.data)
     results = {}
     for name, real in (("30 s windows", False), ("real frames", True)):
         hypotheses, encoder_seconds = [], 0.0
         for row in rows:
-            samples, rate = soundfile.read(args.data.parent / row["audio"], dtype="float32")
-            if rate != 16000:
-                raise ValueError(f"{row['audio']}: expected 16 kHz audio, got {rate} Hz")
-            text, seconds = transcribe(model, processor, samples, real, args.max_new_tokens)
+            text, seconds = transcribe(model, processor, row["samples"], real, args.max_new_tokens)
             hypotheses.append(text)
             encoder_seconds += seconds
         voices, references = [r["voice"] for r in rows], [r["text"] for r in rows]
