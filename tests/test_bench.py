@@ -39,3 +39,12 @@ def test_long_batches_are_timed_long_repeats_times_and_a_cut_reference_input_is_
     assert [r.get("reference_same_as") for r in rows] == [None, None, 30]  # 70 s cut to 30 s: the 30 s input
     assert rows[2]["reference_b1"] == rows[1]["reference_b1"]
     assert f"| 70 s | 1500 | 3500 | {rows[1]['reference_b1']['p50_s']} s (= 30 s) |" in capsys.readouterr().out
+
+
+def test_decode_probe_times_both_caches_and_they_give_the_same_tokens(tiny_dir):
+    from bench import decode_probe
+
+    results = decode_probe.main(["--model", str(tiny_dir), "--seconds", "2"])
+    assert set(results) == {"dynamic", "static"}
+    assert results["dynamic"]["tokens"] == results["static"]["tokens"] and len(results["static"]["tokens"]) == 16
+    assert all(r["sixteen_tokens_s"] > 0 and r["first_token_s"] > 0 for r in results.values())
