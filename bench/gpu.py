@@ -151,23 +151,15 @@ def peak_transcribing(model, prompts, device, seconds, new_tokens) -> dict:
     return device.peak()
 
 
-def nf4(compute_dtype, lm_head_4bit=False):
-    from train.stage2_qlora import NOT_QUANTIZED
+def load_nf4(folder, device, dtype, lm_head_4bit=False):
+    from train.quantize import NOT_QUANTIZED, load_4bit, nf4_config
 
     skip = [name for name in NOT_QUANTIZED if not (lm_head_4bit and name == "lm_head")]
-    return transformers.BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip,
-    )  # fmt: skip
-
-
-def load_nf4(folder, device, dtype, lm_head_4bit=False):
     device.reset_peak()
     started = time.perf_counter()
-    model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(
-        folder, dtype=dtype, quantization_config=nf4(dtype, lm_head_4bit), use_vision_tower=False,
-        device_map={"": device.device},
-    ).eval()  # fmt: skip
+    # train.quantize's loader: the QLoRA step after the eval forwards must be able to train.
+    model = load_4bit(folder, nf4_config(dtype, skip), dtype=dtype, use_vision_tower=False,
+                      device_map={"": device.device}).eval()  # fmt: skip
     device.sync()
     load = {"load_s": round(time.perf_counter() - started, 1), "load_peak_gb": device.peak()["peak_gb"]}
     return model, {**load, "weights_gb": round(model.get_memory_footprint() / 1e9, 2)}
@@ -177,9 +169,8 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
     """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
     from types import SimpleNamespace
 
-    from train.stage2_qlora import LLM_TARGETS, add_lora, keep_cpu_4bit_trainable
+    from train.stage2_qlora import LLM_TARGETS, add_lora
 
-    keep_cpu_4bit_trainable(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     model = add_lora(model, SimpleNamespace(lora_r=64, lora_alpha=16, lora_dropout=0.05, lora_target_modules=LLM_TARGETS))

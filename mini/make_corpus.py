@@ -47,7 +47,12 @@ MIN_SECONDS_PER_WORD = 0.1
 # Whisper-style encoders see at most 30 s.
 MAX_CLIP_SECONDS = 30.0
 
-TEMPO_RANGE = (0.9, 1.15)
+TEMPO_RANGE = (0.85, 1.25)
+# Pitch shifts (sox pitch, in cents) make more speakers of each voice; reverb adds rooms.
+PITCH_CENTS_RANGE = (-350, 350)
+PITCH_SHIFT_SHARE = 0.6
+REVERB_RANGE = (10, 60)   # sox reverb's reverberance, %
+REVERB_SHARE = 0.25
 PEAK_DBFS_RANGE = (-20.0, -1.0)
 SNR_DB_RANGE = (5.0, 30.0)
 NOISE_KINDS = ("none", "white", "pink")
@@ -63,13 +68,24 @@ class Voice:
     name: str     # the engine's own voice argument
 
 
+# espeak-ng's English accents and a set of its voice variants that sound human (its robot,
+# whisper and novelty variants left out). Every accent x variant pair is a distinct voice.
+ESPEAK_ACCENTS = {"en-us": "en-us", "en-gb": "en", "en-gb-scotland": "en-gb-scotland",
+                  "en-gb-x-rp": "en-gb-x-rp", "en-gb-x-gbclan": "en-gb-x-gbclan",
+                  "en-gb-x-gbcwmd": "en-gb-x-gbcwmd", "en-029": "en-029", "en-us-nyc": "en-us-nyc"}
+ESPEAK_VARIANTS = ([""] + [f"+f{i}" for i in range(1, 6)] + [f"+m{i}" for i in range(1, 8)]
+                   + [f"+{name}" for name in ("Alex", "Andrea", "Andy", "Annie", "Denis", "Gene", "Lee",
+                                              "Michael", "adam", "anika", "aunty", "belinda", "benjamin",
+                                              "david", "edward", "grandma", "grandpa", "john", "klatt",
+                                              "klatt3", "linda", "max", "norbert", "paul", "quincy",
+                                              "robert", "steph", "travis", "victor", "zac")])
+
+
 def _espeak_voices() -> list[Voice]:
     # espeak-ng 1.51 silently ignores a variant on "en-gb" ("en-gb+f2" sounds
     # exactly like "en-gb"); "en" is the same British voice and honours it.
-    langs = {"en-us": "en-us", "en-gb": "en"}
-    variants = [""] + [f"+f{i}" for i in range(1, 6)] + [f"+m{i}" for i in range(1, 8)]
     return [Voice(f"espeak-{lang}{var}", "espeak", f"{arg}{var}")
-            for lang, arg in langs.items() for var in variants]
+            for lang, arg in ESPEAK_ACCENTS.items() for var in ESPEAK_VARIANTS]
 
 
 TRAIN_BASE_VOICES: dict[str, list[Voice]] = {
@@ -78,9 +94,12 @@ TRAIN_BASE_VOICES: dict[str, list[Voice]] = {
     "flite-awb": [Voice("flite-awb", "flite", "awb")],
     "flite-rms": [Voice("flite-rms", "flite", "rms")],
     "festival-kal_diphone": [Voice("festival-kal_diphone", "festival", "voice_kal_diphone")],
-    "espeak-en-us": [v for v in _espeak_voices() if v.label.startswith("espeak-en-us")],
-    "espeak-en-gb": [v for v in _espeak_voices() if v.label.startswith("espeak-en-gb")],
+    **{f"espeak-{lang}": [v for v in _espeak_voices() if v.label.split("+")[0] == f"espeak-{lang}"]
+       for lang in ESPEAK_ACCENTS},
 }
+# How often each base voice is drawn: the flite and festival voices are closer to the held-out
+# voices' quality than espeak-ng's formant synthesis, whose eight accents share a third of the draws.
+BASE_VOICE_WEIGHTS = {base: (0.5 if base.startswith("espeak-") else 1.5) for base in TRAIN_BASE_VOICES}
 TRAIN_VOICES = {v.label: v for vs in TRAIN_BASE_VOICES.values() for v in vs}
 EVAL_TTS_VOICES = {
     "flite-slt": Voice("flite-slt", "flite", "slt"),
@@ -292,13 +311,18 @@ class ClipJob:
     snr_db: float | None = None
     src_path: str | None = None      # real recordings only
     codec: str = "wav"               # "wav" (16-bit PCM) | "opus" (Ogg Opus, training clips only)
+    pitch_cents: int = 0             # sox pitch shift
+    reverb: int = 0                  # sox reverb reverberance (%), 0 for none
 
     @property
     def digest(self) -> str:
         # Any change of what the clip should contain gives it a new file name,
         # so a resumed run never reuses a clip made with other settings.
-        spec = json.dumps([self.voice, self.text, self.source, self.tempo, self.peak_dbfs,
-                           self.noise, self.snr_db, self.src_path])
+        fields = [self.voice, self.text, self.source, self.tempo, self.peak_dbfs,
+                  self.noise, self.snr_db, self.src_path]
+        if self.pitch_cents or self.reverb:  # clips made without them keep their names
+            fields += [self.pitch_cents, self.reverb]
+        spec = json.dumps(fields)
         return hashlib.sha256(spec.encode()).hexdigest()[:10]
 
     @property
@@ -337,11 +361,14 @@ def synthesize(voice: Voice, text: str, out_wav: Path) -> None:
         raise ClipError("empty", f"{voice.label} wrote no audio")
 
 
-def sox_to_16k(src: Path, dst: Path, tempo: float = 1.0, raw_input: bool = False) -> None:
+def sox_to_16k(src: Path, dst: Path, tempo: float = 1.0, raw_input: bool = False,
+               pitch_cents: int = 0, reverb: int = 0) -> None:
     """Convert to 16 kHz mono 16-bit PCM; -D (no dither) keeps reruns byte-identical."""
     src_opts = ["-t", "raw", "-r", "16000", "-e", "signed-integer", "-b", "16", "-c", "1",
                 "-L"] if raw_input else []
     effects = ["tempo", "-s", f"{tempo:.3f}"] if abs(tempo - 1.0) > 1e-6 else []
+    effects += ["pitch", str(pitch_cents)] if pitch_cents else []
+    effects += ["reverb", str(reverb)] if reverb else []
     _run(["sox", "-D", "-G", *src_opts, str(src), "-r", str(SAMPLE_RATE), "-c", "1",
           "-b", "16", "-e", "signed-integer", str(dst), *effects], "sox")
 
@@ -409,7 +436,7 @@ def make_clip(job: ClipJob, out_dir: Path) -> float:
         else:
             native = tmp_dir / "native.wav"
             synthesize(ALL_TTS_VOICES[job.voice], job.text, native)
-            sox_to_16k(native, speech, tempo=job.tempo)
+            sox_to_16k(native, speech, tempo=job.tempo, pitch_cents=job.pitch_cents, reverb=job.reverb)
         if job.noise != "none" or job.peak_dbfs is not None:
             audio, _ = sf.read(speech, dtype="float64")
             sf.write(speech, augment(audio, job), SAMPLE_RATE, subtype="PCM_16")
@@ -432,17 +459,22 @@ def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav") -> lis
     if not pool:
         raise ValueError("expected a non-empty training sentence pool, got 0 sentences")
     rng = random.Random(f"{seed}:train-plan")
+    bases = sorted(TRAIN_BASE_VOICES)
+    weights = [BASE_VOICE_WEIGHTS[b] for b in bases]
     jobs = []
     for i in range(size):
-        base = rng.choice(sorted(TRAIN_BASE_VOICES))
+        base = rng.choices(bases, weights)[0]
         voice = rng.choice(TRAIN_BASE_VOICES[base])
         # Draw every value every time so the stream never depends on earlier choices.
         tempo, peak = rng.uniform(*TEMPO_RANGE), rng.uniform(*PEAK_DBFS_RANGE)
         noise = rng.choices(NOISE_KINDS, NOISE_WEIGHTS)[0]
         snr = rng.uniform(*SNR_DB_RANGE)
+        pitch = round(rng.uniform(*PITCH_CENTS_RANGE)) if rng.random() < PITCH_SHIFT_SHARE else 0
+        reverb = round(rng.uniform(*REVERB_RANGE)) if rng.random() < REVERB_SHARE else 0
         jobs.append(ClipJob("train", i, voice.label, pool[i % len(pool)], tempo=round(tempo, 3),
                             peak_dbfs=round(peak, 1), noise=noise,
-                            snr_db=None if noise == "none" else round(snr, 1), codec=codec))
+                            snr_db=None if noise == "none" else round(snr, 1), codec=codec,
+                            pitch_cents=pitch, reverb=reverb))
     return jobs
 
 
@@ -651,7 +683,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m mini.make_corpus",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("build/corpus"))
-    ap.add_argument("--train-size", type=int, default=3000, help="training clips (default 3000)")
+    ap.add_argument("--train-size", type=int, default=20000, help="training clips (default 20000)")
     ap.add_argument("--devtest-per-voice", type=int, default=40,
                     help="clean devtest clips per evaluation TTS voice (default 40)")
     ap.add_argument("--seed", type=int, default=0)

@@ -1,15 +1,23 @@
-"""Choose `audio_downsample` and `projector_type` by measurement on the mini graft.
+"""Choose `audio_downsample` (and other composition choices) by measurement on the mini graft.
 
-    python -m mini.sweep --steps 60 [--configs 4:linear 2:linear 1:linear 4:mlp]
-    python -m mini.sweep --stage1-config train/configs/mini_stage1_gpu.yaml --corpus build/corpus-12k \
+    python -m mini.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
+    python -m mini.sweep --steps 300 --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+    python -m mini.sweep --stage-config train/configs/mini_stage2_gpu.yaml --corpus build/corpus-12k \
         --steps 600 --parallel --eval-batch-size 32 --promote        # on one GPU (make mini-train-gpu)
 
-For each configuration: compose the mini graft (`train.build`), run stage 1 with the same step
-budget (`--stage1-config`), then score the dev-test set (`train.evaluate`). Writes
-`<out>/results.json` and prints a table of WER per source against audio tokens per second.
-`--parallel` runs the configurations' stage 1 side by side (a 0.5 B model leaves most of a large
-GPU idle). `--promote` links the chosen configuration's graft to `build/mini-base` and copies its
-projector to `build/mini-train/stage1`, where stage 2 starts from.
+A configuration is `downsample:linear|mlp[:real][:gain=G][:staged=S]`: the audio tokens' stack
+of encoder frames, the projector type, `real` for the encoder over real frames only
+(`encode_padding=False`), the projector's starting gain (`train.build --projector-gain`; a number
+or `embedding`), and `staged=S` for stage 1 (projector alone) for S of the steps before stage 2
+takes over from its projector, instead of joint training from step 0.
+
+For each configuration: compose the mini graft (`train.build`), train it with the same step
+budget (`--stage-config`, the joint recipe; its listening check and WER are logged at every
+evaluation), then score the whole dev-test set (`train.evaluate`). Writes `<out>/results.json`
+and prints a table: WER per source, the last listening check, audio tokens per second.
+`--parallel` trains the configurations side by side (a 0.5 B model leaves most of a large GPU
+idle). `--promote` links the chosen graft to `build/mini-base` and copies the chosen run, with
+its checkpoints, to `build/mini-train/stage2`, where the long run continues it (`--resume true`).
 
 The choice (`choose`): the fewest audio tokens per second among the configurations whose WER is
 within `--tolerance` (relative) of the best one.
@@ -30,15 +38,18 @@ from train.metrics import wer_by_group
 COMPONENTS = Path("build/components")
 LLM = COMPONENTS / "qwen2.5-coder-0.5b-instruct"
 ENCODER = COMPONENTS / "whisper-base"
-BASE, STAGE1 = Path("build/mini-base"), Path("build/mini-train/stage1")
+BASE, STAGE2 = Path("build/mini-base"), Path("build/mini-train/stage2")
+SPEC_HELP = "downsample:linear|mlp[:real][:gain=G][:staged=S]"
 
 
 def _module(args: list[str]) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
-def run_name(downsample: int, projector: str, encode_padding: bool = True) -> str:
-    return f"k{downsample}-{projector}" + ("" if encode_padding else "-real")
+def run_name(downsample: int, projector: str, encode_padding: bool = True, gain: str | None = None,
+             staged: int | None = None) -> str:  # fmt: skip
+    name = f"k{downsample}-{projector}" + ("" if encode_padding else "-real")
+    return name + (f"-gain-{gain}" if gain is not None else "") + (f"-staged-{staged}" if staged else "")
 
 
 def base_folder(name: str) -> Path:
@@ -56,66 +67,107 @@ def per_source(predictions: Path, manifest: Path) -> dict:
                         [c["hypothesis"] for c in clips])  # fmt: skip
 
 
+def last_state(folder: Path) -> dict | None:
+    """trainer_state.json of the last checkpoint (by step) in `folder`."""
+    states = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return json.loads(states[-1].read_text()) if states else None
+
+
+def parse_spec(spec: str) -> dict:
+    parts = spec.split(":")
+    if len(parts) < 2 or not parts[0].isdigit() or parts[1] not in ("linear", "mlp"):
+        raise ValueError(f"a configuration is {SPEC_HELP}, got {spec!r}")
+    parsed = {"downsample": int(parts[0]), "projector": parts[1], "encode_padding": True, "gain": None, "staged": None}
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        if part == "real":
+            parsed["encode_padding"] = False
+        elif key == "gain" and value:
+            parsed["gain"] = value
+        elif key == "staged" and value.isdigit():
+            parsed["staged"] = int(value)
+        else:
+            raise ValueError(f"a configuration is {SPEC_HELP}, got {spec!r}")
+    return parsed
+
+
 class Run:
-    """One configuration (`downsample:projector`, `:real` for `encode_padding=False`): its graft,
-    its stage-1 command and, once trained, its scores."""
+    """One configuration: its graft, its training commands and, once trained, its scores."""
 
     def __init__(self, spec: str, args):
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or parts[1] not in ("linear", "mlp") or parts[2:] not in ([], ["real"]):
-            raise ValueError(f"a configuration is downsample:linear|mlp[:real], got {spec!r}")
-        self.downsample, self.projector, self.encode_padding = int(parts[0]), parts[1], parts[2:] != ["real"]
-        self.name = run_name(self.downsample, self.projector, self.encode_padding)
-        self.args, self.base = args, base_folder(self.name)
-        self.log, self.stage1 = args.out / f"{self.name}.log", args.out / self.name
+        parsed = parse_spec(spec)
+        self.downsample, self.projector = parsed["downsample"], parsed["projector"]
+        self.encode_padding, self.gain, self.staged = parsed["encode_padding"], parsed["gain"], parsed["staged"]
+        self.name = run_name(self.downsample, self.projector, self.encode_padding, self.gain, self.staged)
+        composed = run_name(self.downsample, self.projector, self.encode_padding, self.gain)  # staged: same graft
+        self.args, self.base = args, base_folder(composed)
+        self.log, self.output = args.out / f"{self.name}.log", args.out / self.name
         self.seconds = None
 
     def build_command(self) -> list[str]:
+        gain = [] if self.gain is None else ["--projector-gain", self.gain]
         return _module(["train.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(self.base),
                         "--audio-downsample", str(self.downsample), "--projector-type", self.projector,
-                        "--max-audio-seconds", "120", "--dtype", "float32",
+                        "--max-audio-seconds", "120", "--dtype", "float32", *gain,
                         "--encode-padding" if self.encode_padding else "--no-encode-padding"])  # fmt: skip
 
-    def train_command(self) -> list[str]:
-        corpus = self.args.corpus
-        return _module(["train.stage1_align", "--config", str(self.args.stage1_config), "--model_path", str(self.base),
+    def _stage(self, module, config, output, steps, extra=()) -> list[str]:
+        corpus, every = self.args.corpus, max(1, steps // 3)
+        return _module([module, "--config", str(config), "--model_path", str(self.base),
                         "--train_data", str(corpus / "train.jsonl"), "--eval_data", str(corpus / "devtest.jsonl"),
-                        "--output_dir", str(self.stage1), "--max_steps", str(self.args.steps),
-                        "--warmup_steps", str(max(1, self.args.steps // 10)), "--save_steps", str(self.args.steps),
-                        *shlex.split(self.args.stage1_overrides)])  # fmt: skip
+                        "--output_dir", str(output), "--max_steps", str(steps), "--eval_strategy", "steps",
+                        "--eval_steps", str(every), "--save_steps", str(every), *extra,
+                        *shlex.split(self.args.stage_overrides)])  # fmt: skip
+
+    def train_commands(self) -> list[list[str]]:
+        """Joint training for `--steps`; or stage 1 for `staged` steps, then stage 2 for the rest."""
+        if not self.staged:
+            return [self._stage("train.stage2_qlora", self.args.stage_config, self.output, self.args.steps)]
+        first = self.args.out / f"{self.name}-stage1"
+        return [self._stage("train.stage1_align", self.args.stage1_config, first, self.staged),
+                self._stage("train.stage2_qlora", self.args.stage_config, self.output, self.args.steps - self.staged,
+                            ["--projector_path", str(first)])]  # fmt: skip
 
     def eval_command(self) -> list[str]:
-        return _module(["train.evaluate", "--model", str(self.base), "--projector", str(self.stage1),
-                        "--data", str(self.args.corpus / "devtest.jsonl"), "--output", str(self.stage1 / "eval"),
+        return _module(["train.evaluate", "--model", str(self.base), "--adapter", str(self.output),
+                        "--data", str(self.args.corpus / "devtest.jsonl"), "--output", str(self.output / "eval"),
                         "--max-new-tokens", "48", "--dtype", self.args.eval_dtype,
                         "--batch-size", str(self.args.eval_batch_size)])  # fmt: skip
 
-    def final_loss(self, last: int = 3) -> float | None:
-        """Mean of the last `last` logged training losses (from the checkpoint's trainer_state.json)."""
-        states = sorted(self.stage1.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-        if not states:
-            return None
-        losses = [e["loss"] for e in json.loads(states[-1].read_text())["log_history"] if "loss" in e]
-        return round(sum(losses[-last:]) / len(losses[-last:]), 4) if losses else None
+    def last_check(self) -> dict:
+        """Final train loss (mean of the last 3 logged) and the last listening check of the run."""
+        state = last_state(self.output)
+        if state is None:
+            return {}
+        losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+        checks = [e for e in state["log_history"] if "eval_loss_own_audio" in e]
+        found = {"final_train_loss": round(sum(losses[-3:]) / len(losses[-3:]), 4) if losses else None}
+        if checks:
+            found.update({k: checks[-1][k] for k in ("eval_loss_own_audio", "eval_loss_zeroed_audio",
+                                                      "eval_loss_shuffled_audio")})  # fmt: skip
+        return found
 
     def finished(self) -> bool:
-        """Trained to `--steps` and scored already (a sweep cut off after this run resumes past it)."""
-        return (self.stage1 / f"checkpoint-{self.args.steps}").is_dir() and (self.stage1 / "eval" / "results.json").exists()
+        """Trained to the last step and scored already (a sweep cut off after this run resumes past it)."""
+        steps = self.args.steps - (self.staged or 0)
+        return (self.output / f"checkpoint-{steps}").is_dir() and (self.output / "eval" / "results.json").exists()
 
     def train_seconds(self) -> float | None:
-        """The trainer's own train_runtime when it wrote one, else the wall time this sweep measured."""
-        metrics = self.stage1 / "train_results.json"
-        if metrics.exists():
-            return float(json.loads(metrics.read_text())["train_runtime"])
+        """The trainers' own train_runtime when they wrote it, else the wall time this sweep measured."""
+        folders = [self.output] + ([self.args.out / f"{self.name}-stage1"] if self.staged else [])
+        metrics = [folder / "train_results.json" for folder in folders]
+        if all(m.exists() for m in metrics):
+            return sum(float(json.loads(m.read_text())["train_runtime"]) for m in metrics)
         return self.seconds
 
     def result(self) -> dict:
-        results = json.loads((self.stage1 / "eval" / "results.json").read_text())
-        return {"audio_downsample": self.downsample, "projector_type": self.projector,
-                "encode_padding": self.encode_padding, "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
-                "train_seconds": _round(self.train_seconds()), "final_train_loss": self.final_loss(),
+        results = json.loads((self.output / "eval" / "results.json").read_text())
+        return {"name": self.name, "audio_downsample": self.downsample, "projector_type": self.projector,
+                "encode_padding": self.encode_padding, "projector_gain": self.gain, "staged": self.staged,
+                "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
+                "train_seconds": _round(self.train_seconds()), **self.last_check(),
                 "wer": results["wer"], "cer": results.get("cer"),
-                "wer_by_voice": per_source(self.stage1 / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
+                "wer_by_voice": per_source(self.output / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
 
 
 def side_by_side(jobs: list[tuple["Run", list[str]]], what: str, parallel: bool) -> None:
@@ -132,12 +184,14 @@ def side_by_side(jobs: list[tuple["Run", list[str]]], what: str, parallel: bool)
 
 
 def run_all(runs: list[Run], parallel: bool) -> None:
-    """Build the grafts not built yet, train stage 1 of each run, then score each on the dev-test set."""
-    missing = [run for run in runs if not (run.base / "config.json").exists()]
+    """Build the grafts not built yet, train each run, then score each on the dev-test set."""
+    missing = {run.base: run for run in runs if not (run.base / "config.json").exists()}.values()
     side_by_side([(run, run.build_command()) for run in missing], "building the graft", parallel)
     for group in ([runs] if parallel else [[run] for run in runs]):
         started = time.time()
-        side_by_side([(run, run.train_command()) for run in group], "stage 1", parallel)
+        for phase in range(max(len(run.train_commands()) for run in group)):
+            jobs = [(run, run.train_commands()[phase]) for run in group if phase < len(run.train_commands())]
+            side_by_side(jobs, "training", parallel)
         for run in group:  # side by side, a run's time is the wall time of the whole group
             run.seconds = time.time() - started
     for run in runs:
@@ -153,17 +207,17 @@ def choose(rows: list[dict], tolerance: float) -> dict:
 
 
 def promote(row: dict, out: Path) -> None:
-    """build/mini-base -> the chosen graft (a link); its projector -> build/mini-train/stage1."""
-    name = run_name(row["audio_downsample"], row["projector_type"], row.get("encode_padding", True))
+    """build/mini-base -> the chosen graft (a link); the chosen run -> build/mini-train/stage2."""
+    run = Run(row["spec"], argparse.Namespace(out=out))
     if BASE.is_symlink() or BASE.is_file():
         BASE.unlink()
     elif BASE.exists():
         shutil.rmtree(BASE)
-    os.symlink(Path(f"mini-base-{name}"), BASE)  # relative to build/
-    shutil.rmtree(STAGE1, ignore_errors=True)
-    STAGE1.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(out / name, STAGE1, ignore=shutil.ignore_patterns("checkpoint-*", "eval"))
-    print(f"promoted {name}: {BASE} -> mini-base-{name}, projector in {STAGE1}")
+    os.symlink(Path(run.base.name), BASE)  # relative to build/
+    shutil.rmtree(STAGE2, ignore_errors=True)
+    STAGE2.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run.output, STAGE2, ignore=shutil.ignore_patterns("eval"))
+    print(f"promoted {run.name}: {BASE} -> {run.base.name}, its run in {STAGE2}")
 
 
 def _round(value: float | None) -> int | None:
@@ -175,48 +229,50 @@ def _fmt(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> None:
-    print("| downsample | projector | encoder input | audio tokens/s | steps | train s | final train loss | dev-test WER "
-          "| dev-test CER | WER by voice |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| configuration | audio tokens/s | steps | train s | final train loss | loss own / zeroed / shuffled audio "
+          "| dev-test WER | dev-test CER | WER by voice |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
-        window = "30 s windows" if r.get("encode_padding", True) else "real frames"
-        print(f"| {r['audio_downsample']} | {r['projector_type']} | {window} | {r['audio_tokens_per_second']:g} "
-              f"| {r['steps']} | {_fmt(r['train_seconds'], 'd')} | {_fmt(r.get('final_train_loss'), '.3f')} | {r['wer']:.1%} "
-              f"| {_fmt(r.get('cer'), '.1%')} | {voices} |")
+        check = " / ".join(_fmt(r.get(f"eval_loss_{way}_audio"), ".2f") for way in ("own", "zeroed", "shuffled"))
+        print(f"| {r['name']} | {r['audio_tokens_per_second']:g} | {r['steps']} | {_fmt(r['train_seconds'], 'd')} "
+              f"| {_fmt(r.get('final_train_loss'), '.3f')} | {check} | {r['wer']:.1%} | {_fmt(r.get('cer'), '.1%')} "
+              f"| {voices} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--configs", nargs="+", default=["4:linear", "2:linear", "1:linear", "4:mlp"])
-    parser.add_argument("--stage1-config", type=Path, default=Path("train/configs/mini_stage1.yaml"))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--configs", nargs="+", default=["8:linear:real", "4:linear:real", "2:linear:real"],
+                        help=SPEC_HELP)
+    parser.add_argument("--stage-config", type=Path, default=Path("train/configs/mini_stage2.yaml"))
+    parser.add_argument("--stage1-config", type=Path, default=Path("train/configs/mini_stage1.yaml"),
+                        help="stage 1 of the staged=S configurations")
     parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="folder with train/devtest.jsonl")
-    parser.add_argument("--stage1-overrides", default="", help='more stage-1 flags, e.g. "--learning_rate 5e-4"')
+    parser.add_argument("--stage-overrides", default="", help='more training flags, e.g. "--learning_rate 1e-4"')
     parser.add_argument("--eval-batch-size", type=int, default=8)
     parser.add_argument("--eval-dtype", default="bfloat16", choices=("bfloat16", "float32"))
     parser.add_argument("--parallel", action="store_true", help="train the configurations side by side")
     parser.add_argument("--tolerance", type=float, default=0.1)
-    parser.add_argument("--promote", action="store_true", help="make the chosen configuration stage 2's start")
+    parser.add_argument("--promote", action="store_true", help="make the chosen configuration the long run's start")
     parser.add_argument("--out", type=Path, default=Path("build/mini-sweep"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     record = args.out / "results.json"
     rows = json.loads(record.read_text())["runs"] if record.exists() else []
-    done = {(run_name(r["audio_downsample"], r["projector_type"], r.get("encode_padding", True)), r["steps"])
-            for r in rows}  # fmt: skip
-    runs = [Run(spec, args) for spec in args.configs]
-    todo = [run for run in runs if (run.name, args.steps) not in done]
-    resumed = [run for run in todo if run.finished()]
+    runs = {spec: Run(spec, args) for spec in args.configs}
+    done = {(r["name"], r["steps"]) for r in rows}
+    todo = {spec: run for spec, run in runs.items() if (run.name, args.steps) not in done}
+    resumed = [run for run in todo.values() if run.finished()]
     if resumed:
         print("already trained and scored, not run again: " + ", ".join(run.name for run in resumed))
-    run_all([run for run in todo if run not in resumed], args.parallel)
-    rows += [run.result() for run in todo]
-    chosen = choose([r for r in rows if r["steps"] == args.steps], args.tolerance)
+    run_all([run for run in todo.values() if run not in resumed], args.parallel)
+    rows += [{"spec": spec, **run.result()} for spec, run in todo.items()]
+    asked = {run.name for run in runs.values()}
+    chosen = choose([r for r in rows if r["steps"] == args.steps and r["name"] in asked], args.tolerance)
     record.write_text(json.dumps({"runs": rows, "chosen": chosen, "tolerance": args.tolerance}, indent=2) + "\n")
     table(rows)
-    print(f"chosen: {run_name(chosen['audio_downsample'], chosen['projector_type'], chosen.get('encode_padding', True))} "
-          f"(WER {chosen['wer']:.1%}, {chosen['audio_tokens_per_second']:g} audio tokens/s)")
+    print(f"chosen: {chosen['name']} (WER {chosen['wer']:.1%}, {chosen['audio_tokens_per_second']:g} audio tokens/s)")
     if args.promote:
         promote(chosen, args.out)
     return chosen

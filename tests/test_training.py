@@ -35,7 +35,7 @@ def _common(folder, manifests, output, steps, extra=()):
         "--model_path", str(folder / "graft"), "--train_data", str(manifests["train"]),
         "--output_dir", str(output), "--max_steps", str(steps), "--per_device_train_batch_size", "2",
         "--learning_rate", "0.01", "--logging_steps", "1", "--save_steps", "2", "--report_to", "none",
-        "--use_cpu", "true", "--seed", "0", "--eval_strategy", "no", *extra,
+        "--use_cpu", "true", "--seed", "0", "--eval_strategy", "no", "--precision", "float32", *extra,
     ]  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypa
 def stage2_output(setup, tmp_path_factory):
     folder, manifests = setup
     output = tmp_path_factory.mktemp("s2")
-    extra = ["--lora_r", "8", "--compute_dtype", "float32"]
+    extra = ["--lora_r", "8"]
     trainer = stage2_qlora.main(_common(folder, manifests, output, 2, extra))
     return trainer, output
 
@@ -124,7 +124,7 @@ def test_stage2_can_start_from_a_saved_adapter(setup, stage2_output, tmp_path):
     """--init_adapter: LoRA and projector start from the saved pieces (zero learning rate: unchanged)."""
     folder, manifests = setup
     _, first = stage2_output
-    args = _common(folder, manifests, tmp_path / "again", 1, ["--compute_dtype", "float32", "--init_adapter", str(first)])
+    args = _common(folder, manifests, tmp_path / "again", 1, ["--init_adapter", str(first)])
     args[args.index("--learning_rate") + 1] = "0"
     trainer = stage2_qlora.main(args)
     assert trainer.state.global_step == 1

@@ -24,10 +24,29 @@ class DataArguments:
     instruction: str = DEFAULT_INSTRUCTION
     eval_wer: bool = field(default=True, metadata={"help": "transcribe the eval set at each evaluation"})
     eval_max_new_tokens: int = 128
+    listening_samples: int | None = field(
+        default=24,
+        metadata={"help": "eval clips scored with their own, zeroed and shuffled audio at each evaluation (0: none)"},
+    )
     encoder_cache_dir: str | None = field(
         default=None,
         metadata={"help": "encode the training set with the frozen encoder once and keep the outputs here"},
     )
+
+
+@dataclass
+class RecipeArguments:
+    """What both stages share beyond Trainer's own arguments."""
+
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto | bfloat16 | float32: frozen weights and autocast in bf16 where the hardware has it "
+                  "(train.precision); trained weights always float32"},
+    )  # fmt: skip
+    projector_learning_rate: float | None = field(
+        default=None, metadata={"help": "the projector's own learning rate (default: learning_rate)"}
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
 
 
 def _as_flags(config: dict) -> list[str]:

@@ -89,17 +89,32 @@ def check_row(row, max_seconds: float, skips: SkipCounter):
     return samples, text
 
 
-class SpeechDataset(torch.utils.data.Dataset):
-    """A map-style dataset of checked rows: every row is decoded once up front to find the broken ones."""
+def approximate_tokens(num_samples: int, text: str) -> int:
+    """A clip's sequence length for grouping batches by length: 12.5 audio tokens a second (the
+    mini graft's rate; only the order matters) plus about one token per four characters of text."""
+    return num_samples // 1280 + len(text) // 4
 
-    def __init__(self, rows, max_seconds: float, limit: int | None = None):
-        self.rows, self.skips, self.valid = rows, SkipCounter(), []
-        total = len(rows) if limit is None else min(limit, len(rows))
-        for index in tqdm(range(total), desc="checking audio rows", leave=False):
-            if check_row(rows[index], max_seconds, self.skips) is not None:
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """A map-style dataset of checked rows: every row is decoded once up front to find the broken ones.
+
+    `limit` keeps at most that many rows: the first ones, or with `spread` rows spread evenly over
+    the whole set (so an evaluation subset of a manifest sorted by voice holds every voice).
+    `lengths` holds each usable row's approximate token count (`approximate_tokens`)."""
+
+    def __init__(self, rows, max_seconds: float, limit: int | None = None, spread: bool = False):
+        self.rows, self.skips, self.valid, self.lengths = rows, SkipCounter(), [], []
+        if limit is not None and spread and limit < len(rows):
+            candidates = sorted({int(round(i)) for i in np.linspace(0, len(rows) - 1, limit)})
+        else:
+            candidates = range(len(rows) if limit is None else min(limit, len(rows)))
+        for index in tqdm(candidates, desc="checking audio rows", leave=False):
+            checked = check_row(rows[index], max_seconds, self.skips)
+            if checked is not None:
                 self.valid.append(index)
+                self.lengths.append(approximate_tokens(len(checked[0]), checked[1]))
         if not self.valid:
-            raise ValueError(f"No usable rows out of {total}: {self.skips.report()}")
+            raise ValueError(f"No usable rows out of {len(candidates)}: {self.skips.report()}")
         self.max_seconds = max_seconds
 
     def __len__(self):

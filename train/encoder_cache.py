@@ -115,7 +115,7 @@ class CachedEncoderDataset(torch.utils.data.Dataset):
         self.index = json.loads((self.folder / INDEX_FILE).read_text())
         if len(self.index) != len(dataset):
             raise ValueError(f"The encoder cache in {folder} holds {len(self.index)} clips, the dataset {len(dataset)}")
-        self.skips, self._handles = dataset.skips, {}
+        self.skips, self.lengths, self._handles = dataset.skips, dataset.lengths, {}
 
     def __len__(self):
         return len(self.dataset)

@@ -24,7 +24,12 @@ def load_projector(model, folder) -> None:
 def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **kwargs):
     """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
     adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""
-    model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(model_path, dtype=dtype, **kwargs)
+    if kwargs.get("quantization_config") is not None:
+        from train.quantize import load_4bit
+
+        model = load_4bit(model_path, dtype=dtype, **kwargs)
+    else:
+        model = Qwen2AudioGraftForConditionalGeneration.from_pretrained(model_path, dtype=dtype, **kwargs)
     # The folder's auto_map makes AutoTokenizer ask before running its code; the code is ours.
     processor = Qwen2AudioGraftProcessor.from_pretrained(model_path, trust_remote_code=True)
     if projector is not None:

@@ -1,8 +1,12 @@
-"""Training curves from a Trainer's `state.log_history`: loss against step, eval WER beside it.
+"""Training curves from a Trainer's `state.log_history`: the losses, the listening check and the WER.
 
 Run (on a checkpoint's trainer_state.json):
 
-    .venv/bin/python -m train.plots out/stage1/checkpoint-500/trainer_state.json out/stage1/loss.png --title "stage 1"
+    .venv/bin/python -m train.plots out/stage1/checkpoint-500/trainer_state.json out/stage1/training.png --title "stage 1"
+
+Left panel: the training loss, and at each evaluation the held-out loss with each clip's own
+audio beside the loss with the audio zeroed and shuffled (`train.listening`): a graft that
+listens opens a gap between them. Right panel: dev-test WER and CER at each evaluation.
 """
 
 import argparse
@@ -15,6 +19,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)
 
+LOSS_SERIES = (
+    ("loss", "train loss", dict(color="tab:blue", linewidth=1.0, alpha=0.7)),
+    ("eval_loss", "eval loss", dict(color="tab:orange", marker="o")),
+    ("eval_loss_own_audio", "held-out, own audio", dict(color="tab:green", marker="o")),
+    ("eval_loss_zeroed_audio", "held-out, audio zeroed", dict(color="tab:red", marker="x", linestyle="--")),
+    ("eval_loss_shuffled_audio", "held-out, audio shuffled", dict(color="tab:purple", marker="+", linestyle=":")),
+)
+RATE_SERIES = (
+    ("eval_wer", "dev-test WER", dict(color="tab:green", marker="s")),
+    ("eval_cer", "dev-test CER", dict(color="tab:olive", marker="^", linestyle="--")),
+)
+
 
 def _series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
     """Steps and values of the entries that carry `key` (Trainer logs train and eval in separate entries)."""
@@ -23,37 +39,33 @@ def _series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> Path:
-    """Write a PNG of train/eval loss per step, with eval WER on a right-hand axis when logged."""
-    train_steps, train_loss = _series(log_history, "loss")
-    eval_steps, eval_loss = _series(log_history, "eval_loss")
-    wer_steps, eval_wer = _series(log_history, "eval_wer")
-    if not train_loss and not eval_loss:
+    """Write a PNG of the losses (with the listening check) and, when logged, the WER per step."""
+    losses = [(label, style, *_series(log_history, key)) for key, label, style in LOSS_SERIES]
+    rates = [(label, style, *_series(log_history, key)) for key, label, style in RATE_SERIES]
+    if not any(values for *_, values in losses):
         raise ValueError(f"expected log_history entries with 'step' and 'loss' or 'eval_loss', "
                          f"got none among {len(log_history)} entries")
-
-    figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    if train_loss:
-        loss_axis.plot(train_steps, train_loss, color="tab:blue", linewidth=1.2, label="train loss")
-    if eval_loss:
-        loss_axis.plot(eval_steps, eval_loss, color="tab:orange", marker="o", label="eval loss")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("loss")
+    has_rates = any(values for *_, values in rates)
+    figure, axes = plt.subplots(1, 2 if has_rates else 1, figsize=(12 if has_rates else 7, 4.5), dpi=110, squeeze=False)
+    loss_axis = axes[0][0]
+    for label, style, steps, values in losses:
+        if values:
+            loss_axis.plot(steps, values, label=label, **style)
+    loss_axis.set(xlabel="step", ylabel="loss (nats per answer token)", title="losses and listening check")
     loss_axis.grid(alpha=0.3)
-    handles, labels = loss_axis.get_legend_handles_labels()
-    if eval_wer:
-        wer_axis = loss_axis.twinx()
-        wer_axis.plot(wer_steps, eval_wer, color="tab:green", marker="s", linestyle="--", label="eval WER")
-        wer_axis.set_ylabel("eval WER", color="tab:green")
-        # WER is read against zero (a perfect transcript), so the axis keeps it in view.
-        wer_axis.set_ylim(bottom=0)
-        wer_axis.tick_params(axis="y", colors="tab:green")
-        wer_handles, wer_labels = wer_axis.get_legend_handles_labels()
-        handles, labels = handles + wer_handles, labels + wer_labels
-    # One legend for both axes, so the WER line is not missing from it.
-    loss_axis.legend(handles, labels, loc="upper right")
-    loss_axis.set_title(title)
+    loss_axis.legend(loc="upper right", fontsize="small")
+    if has_rates:
+        rate_axis = axes[0][1]
+        for label, style, steps, values in rates:
+            if values:
+                rate_axis.plot(steps, [100 * v for v in values], label=label, **style)
+        # Read against zero (a perfect transcript), so the axis keeps it in view.
+        rate_axis.set_ylim(bottom=0)
+        rate_axis.set(xlabel="step", ylabel="%", title="dev-test error rates")
+        rate_axis.grid(alpha=0.3)
+        rate_axis.legend(loc="upper right", fontsize="small")
+    figure.suptitle(title)
     figure.tight_layout()
-
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png)

@@ -1,60 +1,44 @@
-"""Stage 2: 4-bit QLoRA (NF4) on the LLM's attention and MLP projections, projector still trained.
+"""Stage 2: LoRA on the LLM's attention and MLP projections, the projector trained with it.
 
-The Whisper encoder, the projector, the vision tower and lm_head stay out of quantization; LoRA
-(rank 64, alpha 16 by default) targets only the LLM through a regex. Saves only what trained:
-the adapter with the projector (`adapter_model.safetensors`, PEFT's `modules_to_save`).
+By default the LLM is in 4-bit NF4 (QLoRA, rank 64, alpha 16), as the 7B recipe runs on one GPU.
+The projector either continues from stage 1 (`projector_path`) or starts fresh with LoRA
+(`projector_path` unset: joint training, the mini graft's recipe); `projector_learning_rate`
+gives it its own learning rate. The Whisper encoder, the vision tower and lm_head stay frozen
+and out of quantization; LoRA targets only the LLM through a regex. Saves only what trained: the
+adapter with the projector (`adapter_model.safetensors`, PEFT's `modules_to_save`).
 
     python -m train.stage2_qlora --config train/configs/stage2_7b.yaml
-    python -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume
+    python -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true
     accelerate launch --num_processes 4 -m train.stage2_qlora --config train/configs/stage2_7b.yaml
 """
 
 from dataclasses import dataclass, field
 
-import torch
-from transformers import BitsAndBytesConfig, TrainingArguments
+from transformers import TrainingArguments
 
-from train.args import DataArguments, parse_config
+from train.args import DataArguments, RecipeArguments, parse_config
 from train.loading import load_graft
+from train.precision import apply_precision, keep_trainable_float32
+from train.quantize import nf4_config
 from train.stages import run_stage
 
 LLM_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-NOT_QUANTIZED = ["model.audio_tower", "model.audio_projector", "model.visual", "lm_head"]
 
 
 @dataclass
 class Stage2Arguments:
     model_path: str = field(metadata={"help": "graft folder written by train.build"})
-    projector_path: str | None = field(default=None, metadata={"help": "stage 1 output folder"})
+    projector_path: str | None = field(default=None, metadata={"help": "stage 1 output folder (unset: fresh projector)"})
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: str = LLM_TARGETS
     load_in_4bit: bool = True
-    compute_dtype: str = "bfloat16"
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
     init_adapter: str | None = field(
         default=None,
         metadata={"help": "start LoRA and the projector from a saved stage-2 adapter folder (its own LoRA settings) "
                   "instead of fresh LoRA and projector_path"},
     )  # fmt: skip
-
-
-def quantization(stage) -> BitsAndBytesConfig | None:
-    if not stage.load_in_4bit:
-        return None
-    return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=getattr(torch, stage.compute_dtype), llm_int8_skip_modules=NOT_QUANTIZED,
-    )  # fmt: skip
-
-
-def keep_cpu_4bit_trainable(model) -> None:
-    # On CPUs with AVX512-BF16 an eval forward repacks 4-bit weights in place and a later backward
-    # then fails ("a view of a leaf Variable ... in-place"): keep the portable kernel.
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
 
 
 def add_lora(model, stage):
@@ -75,16 +59,21 @@ def add_lora(model, stage):
 
 
 def main(argv=None):
-    stage, data_args, training_args = parse_config((Stage2Arguments, DataArguments, TrainingArguments), argv)
-    dtype = getattr(torch, stage.compute_dtype)
-    model, processor = load_graft(stage.model_path, stage.projector_path, dtype=dtype,
-                                  quantization_config=quantization(stage))  # fmt: skip
-    keep_cpu_4bit_trainable(model)
+    stage, recipe, data_args, training_args = parse_config(
+        (Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments), argv
+    )
+    dtype = apply_precision(training_args, recipe.precision)
+    quantization = nf4_config(dtype) if stage.load_in_4bit else None
+    model, processor = load_graft(stage.model_path, stage.projector_path, dtype=dtype, quantization_config=quantization)
     if training_args.gradient_checkpointing:
         model.enable_input_require_grads()
     model = add_lora(model, stage)
+    keep_trainable_float32(model)
     model.print_trainable_parameters()
-    return run_stage(model, processor, data_args, training_args, stage.resume, "stage 2: QLoRA")
+    print(f"stage 2: LLM {'NF4' if stage.load_in_4bit else dtype}, projector "
+          f"{'from ' + stage.projector_path if stage.projector_path else 'fresh (joint training)'}, "
+          f"bf16 autocast {training_args.bf16}")  # fmt: skip
+    return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import safetensors.torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from train.data import SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
 from train.encoder_cache import with_encoder_cache
-from train.evaluate import evaluate_dataset
+from train.listening import ListeningCallback
 from train.plots import plot_training
 
 
@@ -26,66 +27,101 @@ def build_datasets(data_args, max_seconds: float):
     if data_args.eval_data:
         eval_rows = load_rows(data_args.eval_data, data_args.eval_split, data_args.audio_column,
                               data_args.text_column, config=data_args.dataset_config)  # fmt: skip
-        evaluation = SpeechDataset(eval_rows, max_seconds, limit=data_args.max_eval_samples)
+        evaluation = SpeechDataset(eval_rows, max_seconds, limit=data_args.max_eval_samples, spread=True)
     return train, evaluation
 
 
 class TrainedOnlyTrainer(Trainer):
-    """Checkpoints and the final save hold only the trainable weights (the projector; for a PEFT
-    model, its adapter with the projector): never a copy of the frozen 7B. Resuming loads them
-    back with `load_state_dict(strict=False)`, as Trainer does for `model.safetensors`."""
+    """Trainer for the graft's stages. Differs from `Trainer` in three ways:
+
+    - checkpoints and the final save hold only the trainable weights (the projector; for a PEFT
+      model, its adapter with the projector), never a copy of the frozen LLM. Resuming loads them
+      back with `load_state_dict(strict=False)`, as Trainer does for `model.safetensors`;
+    - with `projector_learning_rate`, the projector's parameters get their own learning rate (the
+      scheduler scales both groups alike);
+    - `train_sampling_strategy: group_by_length` groups clips of similar length (the dataset's
+      `lengths`, found when its rows were checked) instead of reading every item to measure it.
+    """
+
+    def __init__(self, *args, projector_learning_rate=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.projector_learning_rate = projector_learning_rate
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and self.projector_learning_rate is not None:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = parameter_groups(opt_model, self.get_decay_parameter_names(opt_model), self.args.weight_decay,
+                                      self.args.learning_rate, self.projector_learning_rate)  # fmt: skip
+            # Trainer's own hook: `params` in the kwargs replaces its default parameter groups.
+            self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
+        return super().create_optimizer(model)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=list(lengths))  # fmt: skip
+        return super()._get_train_sampler(train_dataset)
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)
         if hasattr(model, "peft_config"):
             return super()._save(output_dir, state_dict)
+        # Under FSDP and DeepSpeed `save_model` passes the gathered state dict (the parameters
+        # themselves are shards there); otherwise the accelerator gathers it. Every process takes
+        # part in the gathering, so the non-saving ones return only after it.
+        if state_dict is None:
+            state_dict = self.accelerator.get_state_dict(self.model)
         output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:
             return None
+        trained = trained_names(model)
+        tensors = {name: state_dict[name].detach().contiguous().cpu() for name in trained if name in state_dict}
+        missing = sorted(set(trained) - set(tensors))
+        if missing:
+            raise ValueError(f"The state dict to save lacks trained weights: {missing[:5]}")
         os.makedirs(output_dir, exist_ok=True)
-        trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-        safetensors.torch.save_file(trained, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+        safetensors.torch.save_file(tensors, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
         return None
 
 
-class WerCallback(TrainerCallback):
-    """After each evaluation, transcribe the eval set and log `eval_wer` beside `eval_loss`."""
-
-    def __init__(self, processor, dataset, data_args, batch_size):
-        self.processor, self.dataset, self.data_args, self.batch_size = processor, dataset, data_args, batch_size
-        self.trainer = None
-
-    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
-        was_training = model.training
-        model.eval()
-        scores, _ = evaluate_dataset(model, self.processor, self.dataset, self.trainer.accelerator,
-                                     instruction=self.data_args.instruction, batch_size=self.batch_size,
-                                     max_new_tokens=self.data_args.eval_max_new_tokens)  # fmt: skip
-        model.train(was_training)
-        state.log_history.append({"eval_wer": scores["wer"], "step": state.global_step})
-        if metrics is not None:
-            metrics["eval_wer"] = scores["wer"]
+def trained_names(model) -> list[str]:
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
-def make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args):
+def parameter_groups(model, decay_names, weight_decay: float, learning_rate: float, projector_learning_rate: float):
+    """AdamW groups: LLM-side (LoRA) and projector parameters, each with and without weight decay."""
+    groups = []
+    for is_projector, lr in ((False, learning_rate), (True, projector_learning_rate)):
+        for decay in (True, False):
+            params = [p for n, p in model.named_parameters()
+                      if p.requires_grad and ("audio_projector" in n) == is_projector and (n in decay_names) == decay]
+            if params:
+                groups.append({"params": params, "lr": lr, "weight_decay": weight_decay if decay else 0.0})
+    return groups
+
+
+def make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe):
     training_args.remove_unused_columns = False  # the collator's audio columns are not forward() names
     trainer = TrainedOnlyTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
-                                 data_collator=collator)  # fmt: skip
-    if eval_set is not None and data_args.eval_wer:
-        callback = WerCallback(processor, eval_set, data_args, training_args.per_device_eval_batch_size)
+                                 data_collator=collator, projector_learning_rate=recipe.projector_learning_rate)  # fmt: skip
+    if eval_set is not None and (data_args.eval_wer or data_args.listening_samples):
+        callback = ListeningCallback(processor, eval_set, data_args, training_args.per_device_eval_batch_size)
         callback.trainer = trainer
         trainer.add_callback(callback)
     return trainer
 
 
-def run_stage(model, processor, data_args, training_args, resume: bool, title: str):
+def run_stage(model, processor, data_args, training_args, recipe, title: str):
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
     if data_args.encoder_cache_dir:
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
-    trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args)
-    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
+    output = trainer.train(resume_from_checkpoint=True if recipe.resume else None)
     trainer.save_metrics("train", output.metrics)  # train_results.json: train_runtime and friends
     finish(trainer, train_set, eval_set, title)
     return trainer
