@@ -6,35 +6,55 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat test mini-test demo demo-deps demo-train demo-train-gpu mini-train-gpu smoke-train bench clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps demo-train demo-train-gpu mini-train-gpu smoke-train bench clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 MINI_SWEEP_STEPS ?= 40
 MINI_SWEEP_CONFIGS ?= 4:linear:real 2:linear:real 1:linear:real 4:mlp:real
 MINI_STAGE2_MORE_STEPS ?= 60
 
+LATEST_VENV := .venv-latest
+LATEST_PY := $(LATEST_VENV)/bin/python
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
 
-install: $(PY) requirements.txt
-	$(PY) -m pip install -q -r requirements.txt
+# The lock files pin every package (the CPU build of torch included) to the versions CI passed on.
+install: $(PY) requirements.lock
+	$(PY) -m pip install -q -r requirements.lock
 	@touch $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt | $(PY)
+$(VENV)/.installed: requirements.lock | $(PY)
 	$(MAKE) install
 
-$(COMPAT_VENV)/.installed: requirements-compat.txt
+$(COMPAT_VENV)/.installed: requirements-compat.lock
 	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_PY) -m pip install -q torch==2.13.0
-	$(COMPAT_PY) -m pip install -q -r requirements-compat.txt
+	$(COMPAT_PY) -m pip install -q -r requirements-compat.lock
 	@touch $@
 
 compat: $(COMPAT_VENV)/.installed
 
+# Rewrite the lock files from requirements*.txt (newest versions the ranges allow; torch from the CPU wheel).
+lock:
+	$(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q pip-tools
+	.venv-lock/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --upgrade \
+		--output-file requirements.lock requirements.txt
+	.venv-lock/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --upgrade \
+		--output-file requirements-compat.lock requirements-compat.txt
+
 # Default suite (CPU, no downloads): the remote-code files are also loaded under transformers 5.17.
 test: $(VENV)/.installed $(COMPAT_VENV)/.installed
 	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(PY) -m pytest -q
+
+# The default suite on the newest versions requirements.txt allows, in an environment of its own:
+# an upstream break shows up here as a named failure before it reaches the lock file.
+test-latest: $(COMPAT_VENV)/.installed
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install -q --upgrade pip
+	$(LATEST_PY) -m pip install -q --upgrade --upgrade-strategy eager -r requirements.txt
+	$(LATEST_PY) -m pip freeze | grep -iE '^(torch|transformers|peft|bitsandbytes|accelerate|datasets)=='
+	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(LATEST_PY) -m pytest -q
 
 # Debian packages for the speech corpus (TTS voices, sox, fortunes, real recordings).
 demo-deps:
@@ -113,4 +133,4 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.bench --out bench/cpu-results.json
 
 clean:
-	rm -rf build $(VENV) $(COMPAT_VENV)
+	rm -rf build $(VENV) $(COMPAT_VENV) $(LATEST_VENV) .venv-lock

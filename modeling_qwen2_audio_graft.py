@@ -212,12 +212,15 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
         return states.to(self.audio_projector.linear_1.weight.dtype)
 
     @staticmethod
-    def _is_prefill(past_key_values) -> bool:
+    def _is_prefill(kwargs: dict) -> bool:
         # Compiled decoding (static cache) never runs the prefill, and asking a static cache for
         # its length there would break the graph on a data-dependent branch.
         if torch.compiler.is_compiling():
             return False
-        return past_key_values is None or past_key_values.get_seq_length() == 0
+        # The KV cache is `cache` from transformers 5.24 on, `past_key_values` before: it travels in
+        # kwargs under whichever name generate used, so the parent gets it as it expects.
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        return cache is None or cache.get_seq_length() == 0
 
     def get_audio_placeholder_mask(self, input_ids: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
         """`(batch, seq)` mask of `<|AUDIO|>` positions; raises if their count differs from the features'."""
@@ -236,7 +239,6 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
         input_features=None,
         input_features_mask=None,
         inputs_embeds=None,
-        past_key_values=None,
         pixel_values=None,
         pixel_values_videos=None,
         audio_encoder_states=None,
@@ -255,14 +257,13 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
             mask = self.get_audio_placeholder_mask(input_ids, audio_features)
             audio_features = audio_features.to(inputs_embeds.device, inputs_embeds.dtype)
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), audio_features)
-        elif input_ids is not None and self._is_prefill(past_key_values):
+        elif input_ids is not None and self._is_prefill(kwargs):
             n_tokens = int((input_ids == self.config.audio_token_id).sum())
             if n_tokens:
                 raise ValueError(f"The prompt holds {n_tokens} <|AUDIO|> tokens but no input_features were given")
         return super().forward(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
             pixel_values=pixel_values,
             pixel_values_videos=pixel_values_videos,
             **kwargs,
@@ -288,7 +289,6 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         input_ids=None,
         attention_mask=None,
         position_ids=None,
-        past_key_values=None,
         inputs_embeds=None,
         labels=None,
         use_cache=None,
@@ -305,12 +305,14 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
     ):
         # Named in full because `generate` validates its inputs against this signature. The
         # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
+        # The KV cache is left to kwargs: its name changed in transformers 5.24 (`cache`, was
+        # `past_key_values`), and naming either here would send the parent both.
         if input_features is not None or audio_encoder_states is not None:
             kwargs.update(input_features=input_features, input_features_mask=input_features_mask,
                           audio_encoder_states=audio_encoder_states)  # fmt: skip
         model_inputs = dict(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            inputs_embeds=inputs_embeds, use_cache=use_cache,
             pixel_values=pixel_values, pixel_values_videos=pixel_values_videos, image_grid_thw=image_grid_thw,
             video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids, **kwargs,
         )  # fmt: skip
@@ -330,7 +332,7 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         loss = nn.functional.cross_entropy(logits, targets[answer], reduction="sum")
         count = num_items_in_batch if num_items_in_batch is not None else answer.sum()
         loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
         if input_ids is not None and attention_mask is not None:

@@ -20,7 +20,8 @@ AUDIO_EOS_TOKEN = "<|audio_eos|>"
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 
-# Qwen2-VL's chat format, with `{"type": "audio"}` items written as one audio placeholder.
+# Qwen2-VL's chat format, with `{"type": "audio"}` items written as one audio placeholder. Video items
+# raise: the processor has no video path (Qwen2-VL's video processor needs torchvision).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
@@ -29,6 +30,8 @@ CHAT_TEMPLATE = (
     "{% else %}{% for item in message['content'] %}"
     "{% if item['type'] == 'audio' or 'audio' in item %}<|audio_bos|><|AUDIO|><|audio_eos|>"
     "{% elif item['type'] == 'image' or 'image' in item %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'video' or 'video' in item %}"
+    "{{ raise_exception('This processor takes no video: send frames as images, or audio and text') }}"
     "{% elif 'text' in item %}{{ item['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
@@ -123,7 +126,7 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         if audio is not None:
             clips = self._prepare_audio(audio, sampling_rate)
             texts = self._expand(texts, AUDIO_TOKEN, [num_audio_tokens(len(c), self.audio_downsample) for c in clips])
-            data.update(self._audio_windows(clips))
+            data.update(self.audio_windows(clips))
         else:
             self._expand(texts, AUDIO_TOKEN, [])
         if images is not None:
@@ -156,8 +159,9 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
             prepared.append(samples)
         return prepared
 
-    def _audio_windows(self, clips: list[np.ndarray]) -> dict:
-        """Every clip cut into 30 s windows, all windows of the batch in order."""
+    def audio_windows(self, clips: list[np.ndarray]) -> dict:
+        """Every clip (16 kHz float mono) cut into 30 s windows, all windows of the batch in order:
+        `input_features` `(windows, mel_bins, 3000)` and `input_features_mask` `(windows, 3000)`."""
         windows = [clip[start : start + WINDOW_SAMPLES] for clip in clips for start in range(0, len(clip), WINDOW_SAMPLES)]
         features = self.feature_extractor(
             windows,

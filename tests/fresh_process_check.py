@@ -1,12 +1,27 @@
 """Run by tests in a fresh interpreter (`python -I`, outside the repo): loads a saved graft only
-through transformers' Auto classes and `pipeline()`, and prints what it found as JSON."""
+through transformers' Auto classes and `pipeline()`, and prints what it found as JSON.
 
+transformers' FutureWarning and DeprecationWarning are errors here (the remote code runs as
+`transformers_modules.*`, so its own warnings are caught too): the model, generate and pipeline
+paths must call the installed transformers the way it expects.
+
+    python -I fresh_process_check.py FOLDER INPUTS.npz CLIP.wav REPO_ROOT
+"""
+
+import importlib.util
 import json
 import sys
+import warnings
+from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import (
+warnings.filterwarnings("error", category=FutureWarning, module="transformers")
+warnings.filterwarnings("error", category=DeprecationWarning, module="transformers")
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
@@ -16,8 +31,11 @@ from transformers import (
     pipeline,
 )
 
-folder, inputs_path, wav_path = sys.argv[1:4]
-report = {"sys_path_has_repo": any(p.endswith("/main") or "qwen2_audio_graft" in p for p in sys.path)}
+folder, inputs_path, wav_path, repo_root = sys.argv[1:5]
+repo = Path(repo_root).resolve()
+# The project's own modules must not be importable: only the saved folder's copies may run.
+project_modules = ("train", "mini", "modeling_qwen2_audio_graft", "qwen2_audio_graft")
+report = {"sys_path_has_repo": str(repo) in sys.path or any(importlib.util.find_spec(m) for m in project_modules)}
 config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 report["classes"] = {"config": type(config).__name__, "processor": type(processor).__name__}
@@ -32,15 +50,39 @@ for auto in (AutoModel, AutoModelForSpeechSeq2Seq, AutoModelForCausalLM, AutoMod
     errors[auto.__name__] = float(np.abs(logits - saved["logits"]).max())
 report["max_logit_error"] = errors
 
+
+def direct(clip, new_tokens):
+    """model.generate on the pipeline's prompt, greedy, exactly `new_tokens` tokens."""
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Transcribe this audio."}]}],
+        tokenize=False, add_generation_prompt=True,
+    )  # fmt: skip
+    batch = processor(text=prompt, audio=clip, sampling_rate=16000)
+    out = model.generate(**batch, do_sample=False, num_beams=1, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    new = out[0, batch["input_ids"].shape[1] :]
+    return processor.decode(new, skip_special_tokens=True).strip(), int((batch["input_ids"] == config.audio_token_id).sum())
+
+
 asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)
 report["pipeline_class"] = type(asr).__name__
-clip = saved["clip"] if "clip" in saved.files else None
+gen = {"max_new_tokens": 5, "min_new_tokens": 5}
 rng = np.random.RandomState(1)
 clips = [(0.1 * rng.randn(n)).astype(np.float32) for n in (8000, 20000, 40000)]
-one_by_one = [asr(c, max_new_tokens=5)["text"] for c in clips]
-batched = [out["text"] for out in asr(clips, batch_size=2, max_new_tokens=5)]
+one_by_one = [asr(c, generate_kwargs=gen)["text"] for c in clips]
+batched = [out["text"] for out in asr(clips, batch_size=2, generate_kwargs=gen)]
 report["batch_equals_single"] = one_by_one == batched
-report["file"] = asr(wav_path, max_new_tokens=5)["text"]
-report["dict_44k"] = asr({"raw": rng.randn(44100).astype(np.float32) * 0.1, "sampling_rate": 44100}, max_new_tokens=5)
-report["long_70s"] = asr((0.1 * rng.randn(70 * 16000)).astype(np.float32), max_new_tokens=3)["text"]
+report["single_equals_generate"] = one_by_one == [direct(c, 5)[0] for c in clips]
+report["texts_nonempty"] = all(one_by_one)
+samples, rate = soundfile.read(wav_path, dtype="float32")
+report["file_equals_resampled_array"] = asr(wav_path, generate_kwargs=gen)["text"] == direct(
+    librosa.resample(samples, orig_sr=rate, target_sr=16000), 5)[0]  # fmt: skip
+clip_44k = (rng.randn(44100) * 0.1).astype(np.float32)
+report["dict_44k_equals_resampled_array"] = (
+    asr({"raw": clip_44k, "sampling_rate": 44100}, generate_kwargs=gen)["text"]
+    == direct(librosa.resample(clip_44k, orig_sr=44100, target_sr=16000), 5)[0]
+)
+long_clip = (0.1 * rng.randn(70 * 16000)).astype(np.float32)
+text, audio_tokens = direct(long_clip, 3)
+report["long_70s"] = {"equals_generate": asr(long_clip, generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3})["text"] == text,
+                      "audio_tokens": audio_tokens}  # fmt: skip
 print("REPORT " + json.dumps(report))

@@ -3,9 +3,21 @@
 import numpy as np
 import pytest
 import soundfile
+import torch
 from transformers import pipeline
 
 from tests.conftest import make_clip
+from train.graft import build_prompt
+
+
+def generated(asr, clip, instruction="Transcribe this audio.", new_tokens=4):
+    """(text, token count) of model.generate on the pipeline's model with exactly `new_tokens` tokens."""
+    inputs = asr.processor(text=build_prompt(asr.processor, instruction), audio=clip, sampling_rate=16000)
+    with torch.no_grad():
+        out = asr.model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens)  # fmt: skip
+    new = out[0, inputs["input_ids"].shape[1] :]
+    return asr.processor.decode(new, skip_special_tokens=True).strip(), len(new)
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +32,17 @@ def test_instruction_prompt_reaches_the_model(asr):
     )
     default = next(asr.preprocess(make_clip(1.0)))
     assert "Transcribe this audio." in default["prompt"]
-    out = asr(make_clip(1.0), prompt="Translate this audio into French.", max_new_tokens=3)
-    assert isinstance(out["text"], str)
+    exact = {"generate_kwargs": {"max_new_tokens": 4, "min_new_tokens": 4}}
+    out = asr(make_clip(1.0), prompt="Translate this audio into French.", **exact)
+    assert out["text"] == generated(asr, make_clip(1.0), "Translate this audio into French.")[0] != ""
+    assert asr(make_clip(1.0), **exact)["text"] == generated(asr, make_clip(1.0))[0]
 
 
 def test_inputs_of_every_kind_give_the_same_text(asr, tmp_path):
     clip = make_clip(1.0)
     path = tmp_path / "clip.flac"
     soundfile.write(path, clip, 16000)
-    kwargs = {"max_new_tokens": 4}
+    kwargs = {"generate_kwargs": {"max_new_tokens": 4, "min_new_tokens": 4}}
     texts = [
         asr(clip, **kwargs)["text"],
         asr({"raw": clip, "sampling_rate": 16000}, **kwargs)["text"],
@@ -37,14 +51,16 @@ def test_inputs_of_every_kind_give_the_same_text(asr, tmp_path):
         asr(path.read_bytes(), **kwargs)["text"],
         asr([clip], **kwargs)[0]["text"],
     ]
-    assert len(set(texts)) == 1, texts
+    assert texts == [generated(asr, clip)[0]] * 6 and texts[0] != ""
 
 
 def test_generate_kwargs_are_passed_on(asr):
-    short = asr(make_clip(1.0), generate_kwargs={"max_new_tokens": 2, "min_new_tokens": 2})
-    longer = asr(make_clip(1.0), generate_kwargs={"max_new_tokens": 6, "min_new_tokens": 6})
-    tokenizer = asr.processor.tokenizer
-    assert len(tokenizer(short["text"])["input_ids"]) <= len(tokenizer(longer["text"])["input_ids"])
+    for count in (2, 6):
+        text, tokens = generated(asr, make_clip(1.0), new_tokens=count)
+        assert tokens == count
+        assert asr(make_clip(1.0), generate_kwargs={"max_new_tokens": count, "min_new_tokens": count})["text"] == text
+    assert asr(make_clip(1.0), max_new_tokens=2, generate_kwargs={"min_new_tokens": 2})["text"] == generated(
+        asr, make_clip(1.0), new_tokens=2)[0]  # fmt: skip
 
 
 def test_pipeline_errors(asr):

@@ -60,7 +60,7 @@ def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     run = subprocess.run(
-        [python, "-I", script, str(tiny_dir), str(tmp_path / "inputs.npz"), str(tmp_path / "clip.wav")],
+        [python, "-I", script, str(tiny_dir), str(tmp_path / "inputs.npz"), str(tmp_path / "clip.wav"), str(HERE.parent)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -74,5 +74,7 @@ def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
     assert all(error < 1e-5 for error in report["max_logit_error"].values()), report["max_logit_error"]
     assert report["pipeline_class"] == "Qwen2AudioGraftASRPipeline"
     assert report["batch_equals_single"] is True
-    for key in ("file", "long_70s"):
-        assert isinstance(report[key], str)
+    assert report["single_equals_generate"] is True and report["texts_nonempty"] is True
+    assert report["file_equals_resampled_array"] is True  # a 22.05 kHz WAV file, read and resampled
+    assert report["dict_44k_equals_resampled_array"] is True
+    assert report["long_70s"] == {"equals_generate": True, "audio_tokens": 3500}  # 1500 + 1500 + 500, not cut

@@ -13,10 +13,10 @@ from transformers import TrainerCallback
 
 import train.stages
 from train import stage1_align, stage2_qlora
-from train.build import build_tiny, save_graft
+from train.build import build_tiny
 from train.data import SpeechDataset, load_rows
 from train.loading import load_graft
-from train.merge import merge, probe_inputs
+from train.merge import merge, probe_inputs, save_checked
 from train.toy_audio import make_toy_audio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,14 +138,28 @@ def test_stage2_can_start_from_a_saved_adapter(setup, stage2_output, tmp_path):
 def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):
     folder, _ = setup
     _, output = stage2_output
-    merged, processor, error = merge(folder / "graft", adapter=output)
+    merged, processor = merge(folder / "graft", adapter=output)
+    error = save_checked(merged, processor, tmp_path / "merged", folder / "graft", adapter=output)
     assert error <= 1e-4
-    save_graft(merged, processor, tmp_path / "merged")
     reloaded, _ = load_graft(tmp_path / "merged")
     adapter_model, _ = load_graft(folder / "graft", adapter=output)
     inputs = probe_inputs(processor)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, adapter_model(**inputs).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_projector_merge_is_checked_against_base_plus_projector_loaded_apart(setup, tmp_path):
+    folder, manifests = setup
+    stage1_align.main(_common(folder, manifests, tmp_path / "s1", 2))
+    merged, processor = merge(folder / "graft", projector=tmp_path / "s1")
+    assert save_checked(merged, processor, tmp_path / "merged", folder / "graft", projector=tmp_path / "s1") <= 1e-4
+    # The check reads the written folder: a saved model that is not base + projector is refused and removed.
+    other, _ = load_graft(folder / "graft")  # the untrained projector
+    with pytest.raises(ValueError) as info:
+        save_checked(other, processor, tmp_path / "wrong", folder / "graft", projector=tmp_path / "s1")
+    assert str(info.value).startswith("The saved model's logits differ from the unmerged model's by ")
+    assert str(info.value).endswith(f"(relative), over 1e-04: {tmp_path / 'wrong'} deleted")
+    assert not (tmp_path / "wrong").exists()
 
 
 def test_merge_refuses_nothing_to_merge(setup):
@@ -180,3 +194,16 @@ def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
     assert results["processes"] == 2 and results["num_clips"] == 4
     ids = [json.loads(line)["id"] for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert sorted(ids) == ["devtest-000", "devtest-001", "devtest-002", "devtest-003"]
+
+
+def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
+    from train import evaluate
+
+    folder, manifests = setup
+    common = ["--model", str(folder / "graft"), "--data", str(manifests["devtest"]), "--max-new-tokens", "3",
+              "--batch-size", "3"]  # fmt: skip
+    whole = evaluate.main([*common, "--output", str(tmp_path / "whole")])
+    streamed = evaluate.main([*common, "--output", str(tmp_path / "streamed"), "--streaming"])
+    assert streamed == whole and whole["num_clips"] == 4
+    lines = [(tmp_path / name / "predictions.jsonl").read_text() for name in ("whole", "streamed")]
+    assert lines[0] == lines[1]

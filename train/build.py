@@ -7,7 +7,10 @@
 `--tiny` writes a few-MB random graft with an offline byte-level tokenizer that carries the
 Qwen2-VL and audio special tokens: nothing is downloaded. `--llm` takes a Qwen2-VL checkpoint,
 or a text-only Qwen2 causal LM whose weights go into the Qwen2-VL text model (then no vision
-tower is built unless `--vision-tower` is given). The projector is freshly initialised.
+tower is built unless `--vision-tower` is given). The projector is freshly initialised, its outputs at
+RMS `--projector-gain` (1.0; `embedding` for the text-embedding RMS). `<|audio_bos|>`, `<|AUDIO|>`
+and `<|audio_eos|>` take embedding rows the LLM never trained: they start at the mean of its
+trained input embeddings (`init_audio_marker_rows`).
 """
 
 import argparse
@@ -243,6 +246,7 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
     llm_state, text_config, vision_config, tied = load_llm(llm, dtype)
     audio_state, audio_config, feature_extractor = load_encoder(encoder, dtype)
     tokenizer = AutoTokenizer.from_pretrained(llm)
+    trained_rows = len(tokenizer)  # the LLM's own tokens: rows past them were never trained
     add_audio_tokens(tokenizer, text_config["vocab_size"])
     use_vision = vision_config is not None if vision_tower is None else vision_tower
     config = Qwen2AudioGraftConfig(
@@ -260,11 +264,26 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
     _init_left_out(model, result.missing_keys, dtype, projector_gain)
     if tied:
         model.tie_weights()
+    init_audio_marker_rows(model, tokenizer, trained_rows)
     model.generation_config = generation_config(tokenizer)
     processor = make_processor(tokenizer, config)
     processor.feature_extractor = feature_extractor
     save_graft(model.eval(), processor, output)
     return model, processor
+
+
+@torch.no_grad()
+def init_audio_marker_rows(model, tokenizer, trained_rows: int) -> list[int]:
+    """Give the new audio tokens that sit on never-trained embedding rows (ids at or past
+    `trained_rows`: 151657-151659 in Qwen2-VL, 151665-151667 in Qwen2.5) the mean of the trained
+    input embeddings, so `<|audio_bos|>` and `<|audio_eos|>` start as an average token rather than
+    as whatever the padding rows hold. Returns the ids set."""
+    embeddings = model.get_input_embeddings().weight
+    mean = embeddings[:trained_rows].float().mean(0).to(embeddings.dtype)
+    ids = [i for i in (tokenizer.convert_tokens_to_ids(t) for t in AUDIO_SPECIAL_TOKENS) if i >= trained_rows]
+    for token_id in ids:
+        embeddings[token_id] = mean
+    return ids
 
 
 def encoder_output_rms(audio_tower) -> float:

@@ -121,8 +121,8 @@ def _results_table(results: list[dict]) -> str:
         for r in results
     ]
     header = "| Test set | Split | Clips | WER (%) | CER (%) |\n|---|---|---:|---:|---:|"
-    note = ("Transcripts and references pass through Whisper's English text normaliser (without its "
-            "British-to-American spelling map) before scoring; WER and CER are corpus-level.")
+    note = ("Transcripts and references pass through Whisper's English text normaliser, with its "
+            "British-to-American spelling map, before scoring; WER and CER are corpus-level.")
     return "## Results\n\n" + header + "\n" + "\n".join(rows) + "\n\n" + note + "\n"
 
 

@@ -87,7 +87,7 @@ def build_cache(model, processor, dataset, folder: Path, batch_size: int = 8) ->
     for start in tqdm(range(0, len(dataset), batch_size), desc="encoding the training set once", unit="batch"):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         clips = [item["audio"] for item in items]
-        features = processor._audio_windows(clips)  # the processor's own windowing and log-mel
+        features = processor.audio_windows(clips)  # the processor's own windowing and log-mel
         states = graft.encode_audio(features["input_features"], features["input_features_mask"])
         keep = stored_frames(model, features["input_features_mask"])
         window = 0

@@ -1,13 +1,20 @@
 """Transcribe a test set and score it: WER, CER and exact match after Whisper's English normaliser.
 
     python -m train.evaluate --model build/mini-graft --data build/corpus/devtest.jsonl --output build/eval
+    python -m train.evaluate --model out/merged --dtype bfloat16 --data speechbrain/LargeScaleASR \
+        --dataset-config small --split test --audio-column wav --streaming --output out/eval
     accelerate launch --num_processes 2 -m train.evaluate --model ... --data ... --output ...   # data-parallel
+
+Clips are read, transcribed and dropped a batch at a time, so a test set of any size runs in the
+memory of one batch (`--streaming` also reads a Hub dataset as it goes instead of downloading it
+first). Under several processes each takes every n-th batch.
 
 Writes `predictions.jsonl` (one clip a line: reference, hypothesis, both normalised, clip WER)
 and `results.json` (the metrics, the clip counts, rows skipped and why) into `--output`.
 """
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -16,7 +23,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from train.data import SpeechDataset, load_rows
+from train.data import SpeechDataset, StreamingSpeechDataset, load_rows
 from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt
 from train.loading import load_graft
 from train.metrics import clip_records, compute_metrics, write_jsonl
@@ -37,14 +44,27 @@ def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_s
     return [text.strip() for text in texts]
 
 
-def evaluate_dataset(model, processor, dataset, accelerator=None, **transcribe_kwargs):
-    """(metrics, per-clip records); under several processes each takes a share and rank 0 scores."""
+def batches(dataset, batch_size: int):
+    """Lists of `batch_size` items of a map-style or streamed dataset, read as they are needed."""
+    if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+        for start in range(0, len(dataset), batch_size):
+            yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        return
+    iterator = iter(dataset)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        yield batch
+
+
+def evaluate_dataset(model, processor, dataset, accelerator=None, batch_size=8, progress=False, **transcribe_kwargs):
+    """(metrics, per-clip records); under several processes each takes every n-th batch and rank 0 scores."""
     accelerator = accelerator or Accelerator()
-    with accelerator.split_between_processes(list(range(len(dataset)))) as mine:
-        items = [dataset[i] for i in mine]
-        hypotheses = transcribe(model, processor, [i["audio"] for i in items],
-                                progress=accelerator.is_main_process, **transcribe_kwargs)  # fmt: skip
-        local = [(i["id"], i["text"], h) for i, h in zip(items, hypotheses)]
+    local = []
+    total = -(-len(dataset) // batch_size) if hasattr(dataset, "__len__") else None
+    mine = itertools.islice(batches(dataset, batch_size), accelerator.process_index, None, accelerator.num_processes)
+    for items in tqdm(mine, desc="transcribing", unit="batch", disable=not (progress and accelerator.is_main_process),
+                      total=None if total is None else -(-(total - accelerator.process_index) // accelerator.num_processes)):  # fmt: skip
+        hypotheses = transcribe(model, processor, [i["audio"] for i in items], batch_size=batch_size, **transcribe_kwargs)
+        local += [(i["id"], i["text"], h) for i, h in zip(items, hypotheses)]
     rows = gather_object(local)
     ids, references, hypotheses = (list(column) for column in zip(*rows))
     return compute_metrics(references, hypotheses), clip_records(ids, references, hypotheses)
@@ -57,6 +77,8 @@ def main(argv=None):
     parser.add_argument("--adapter", help="stage 2 output folder (LoRA adapter + projector)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--dataset-config", help="the Hub dataset's configuration (e.g. small for LargeScaleASR)")
+    parser.add_argument("--streaming", action="store_true", help="read a Hub dataset as it goes (no download first)")
     parser.add_argument("--dataset-name", help="name for the model card (default: the data path)")
     parser.add_argument("--dataset-type", help="Hub dataset id for the model card (default: the data path)")
     parser.add_argument("--audio-column", default="audio")
@@ -72,10 +94,16 @@ def main(argv=None):
     accelerator = Accelerator()
     model, processor = load_graft(args.model, args.projector, args.adapter, dtype=getattr(torch, args.dtype))
     model.to(accelerator.device)
-    rows = load_rows(args.data, args.split, args.audio_column, args.text_column)
-    dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.max_samples)
+    rows = load_rows(args.data, args.split, args.audio_column, args.text_column, streaming=args.streaming,
+                     config=args.dataset_config)  # fmt: skip
+    if args.streaming:
+        rows = rows.take(args.max_samples) if args.max_samples else rows
+        dataset = StreamingSpeechDataset(rows, processor.max_audio_seconds)
+    else:
+        dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.max_samples)
     metrics, records = evaluate_dataset(model, processor, dataset, accelerator, instruction=args.instruction,
-                                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)  # fmt: skip
+                                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                                        progress=True)  # fmt: skip
     if accelerator.is_main_process:
         args.output.mkdir(parents=True, exist_ok=True)
         write_jsonl(args.output / "predictions.jsonl", records)

@@ -3,7 +3,8 @@
 By default the LLM is in 4-bit NF4 (QLoRA, rank 64, alpha 16), as the 7B recipe runs on one GPU.
 The projector either continues from stage 1 (`projector_path`) or starts fresh with LoRA
 (`projector_path` unset: joint training, the mini graft's recipe); `projector_learning_rate`
-gives it its own learning rate. The Whisper encoder, the vision tower and lm_head stay frozen
+gives it its own learning rate. `train_audio_markers` also trains the `<|audio_bos|>` and
+`<|audio_eos|>` embedding rows (which `train.build` starts at the mean embedding). The Whisper encoder, the vision tower and lm_head stay frozen
 and out of quantization; LoRA targets only the LLM through a regex. Saves only what trained: the
 adapter with the projector (`adapter_model.safetensors`, PEFT's `modules_to_save`).
 
@@ -34,6 +35,10 @@ class Stage2Arguments:
     lora_dropout: float = 0.05
     lora_target_modules: str = LLM_TARGETS
     load_in_4bit: bool = True
+    train_audio_markers: bool = field(
+        default=False,
+        metadata={"help": "also train the <|audio_bos|> and <|audio_eos|> embedding rows (PEFT trainable_token_indices)"},
+    )
     init_adapter: str | None = field(
         default=None,
         metadata={"help": "start LoRA and the projector from a saved stage-2 adapter folder (its own LoRA settings) "
@@ -49,11 +54,16 @@ def add_lora(model, stage):
     if getattr(stage, "init_adapter", None):
         model = PeftModel.from_pretrained(model, stage.init_adapter, is_trainable=True)
     else:
+        markers = None
+        if getattr(stage, "train_audio_markers", False):
+            markers = {"embed_tokens": [model.config.audio_bos_token_id, model.config.audio_eos_token_id]}
         config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
-                            target_modules=stage.lora_target_modules, modules_to_save=["audio_projector"])  # fmt: skip
+                            target_modules=stage.lora_target_modules, modules_to_save=["audio_projector"],
+                            trainable_token_indices=markers)  # fmt: skip
         model = get_peft_model(model, config)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    stray = [n for n in trainable if ".lora_" not in n and ".audio_projector.modules_to_save." not in n]
+    stray = [n for n in trainable
+             if ".lora_" not in n and ".audio_projector.modules_to_save." not in n and ".token_adapter." not in n]
     assert not stray, f"only LoRA and the projector may train, found {stray[:5]}"
     return model
 
