@@ -65,7 +65,7 @@ demo-deps:
 # the stock pipeline() on real and TTS dev-test speech, beside Whisper base.
 demo: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out build/demo-corpus --train-size 0 --no-progress
+	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --no_progress
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 
@@ -73,14 +73,14 @@ demo: $(VENV)/.installed demo-deps
 # sweep (stage 1 of each), stage 2 of the chosen configuration, both scored on the dev-test set.
 demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out build/corpus --no-progress
-	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --eval-dtype float32 --promote
+	$(PY) -m mini.make_corpus --out build/corpus --no_progress
+	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --eval_dtype float32 --promote
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --init_adapter build/mini-train/stage2 \
 		--output_dir build/mini-train/stage2-more --max_steps $(MINI_STAGE2_MORE_STEPS) --save_steps $(MINI_STAGE2_MORE_STEPS)
 	$(PY) -m mini.demo keep --stage2 build/mini-train/stage2-more --note "make demo-train on $$(nproc) CPU cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)): stage 2 $(MINI_STAGE2_MORE_STEPS) more steps from the first 40"
 	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max-new-tokens 64 --dtype float32
+		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
 
 # Retrain the committed pieces on one GPU: a 12,000-clip corpus (training clips in Ogg Opus), then
 # mini-train-gpu. README says how long it took on which GPU.
@@ -90,19 +90,19 @@ SWEEP_OVERRIDES ?=
 STAGE2_OVERRIDES ?=
 demo-train-gpu: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out $(MINI_GPU_CORPUS) --train-size 12000 --train-codec opus --no-progress
+	$(PY) -m mini.make_corpus --out $(MINI_GPU_CORPUS) --train_size 12000 --train_codec opus --no_progress
 	$(MAKE) mini-train-gpu
 
 # The GPU part: the downsample x projector sweep (stage 1 of each, side by side on the one GPU), stage 2
 # of the chosen configuration, both stages scored on the dev-test set, the pieces kept in mini/trained.
 mini-train-gpu:
-	$(PY) -m mini.sweep --stage1-config train/configs/mini_stage1_gpu.yaml --corpus $(MINI_GPU_CORPUS) \
-		--steps $(SWEEP_STEPS) --configs 4:linear 2:linear 1:linear 4:mlp 4:linear:real --parallel --eval-batch-size 32 \
-		--out build/mini-sweep-gpu --promote --stage1-overrides "$(SWEEP_OVERRIDES)"
+	$(PY) -m mini.sweep --stage1_config train/configs/mini_stage1_gpu.yaml --corpus $(MINI_GPU_CORPUS) \
+		--steps $(SWEEP_STEPS) --configs 4:linear 2:linear 1:linear 4:mlp 4:linear:real --parallel --eval_batch_size 32 \
+		--out build/mini-sweep-gpu --promote --stage_overrides "$(SWEEP_OVERRIDES)"
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_gpu.yaml --train_data $(MINI_GPU_CORPUS)/train.jsonl \
 		--eval_data $(MINI_GPU_CORPUS)/devtest.jsonl $(STAGE2_OVERRIDES)
 	$(PY) -m train.evaluate --model build/mini-base --adapter build/mini-train/stage2 --data $(MINI_GPU_CORPUS)/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max-new-tokens 64 --dtype bfloat16 --batch-size 32
+		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype bfloat16 --batch_size 32
 	$(PY) -m mini.demo keep --note "make mini-train-gpu ($(SWEEP_STEPS)-step sweep; stage 2 per train/configs/mini_stage2_gpu.yaml $(STAGE2_OVERRIDES)) on $$($(PY) -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")')"
 
 # Tests that need the downloaded mini components (make demo first).
@@ -119,13 +119,13 @@ smoke-train: $(VENV)/.installed
 	$(PY) -m train.stage2_qlora --config train/configs/tiny_stage2.yaml --model_path $(OUT)/tiny-graft \
 		--projector_path $(OUT)/stage1 --train_data $(OUT)/audio/train.jsonl \
 		--eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage2
-	$(PY) -m train.merge --base $(OUT)/tiny-graft --adapter $(OUT)/stage2 --output $(OUT)/merged --max-shard-size 300KB
+	$(PY) -m train.merge --base $(OUT)/tiny-graft --adapter $(OUT)/stage2 --output $(OUT)/merged --max_shard_size 300KB
 	$(PY) -m train.evaluate --model $(OUT)/merged --data $(OUT)/audio/devtest.jsonl --output $(OUT)/eval \
-		--max-new-tokens 6 --dataset-name "toy tones"
-	$(PY) -m train.card --results $(OUT)/eval/results.json --repo-id you/tiny-audio-graft \
-		--base-model Qwen/Qwen2-VL-7B-Instruct --base-model openai/whisper-large-v3-turbo \
-		--output $(OUT)/merged/README.md --widget-audio $(OUT)/audio/devtest-000.wav
-	$(PY) -m train.push --folder $(OUT)/merged --repo-id you/tiny-audio-graft --fake-api-record $(OUT)/push.json
+		--max_new_tokens 6 --dataset_name "toy tones"
+	$(PY) -m train.card --results $(OUT)/eval/results.json --repo_id you/tiny-audio-graft \
+		--base_model Qwen/Qwen2-VL-7B-Instruct --base_model openai/whisper-large-v3-turbo \
+		--output $(OUT)/merged/README.md --widget_audio $(OUT)/audio/devtest-000.wav
+	$(PY) -m train.push --folder $(OUT)/merged --repo_id you/tiny-audio-graft --fake_api_record $(OUT)/push.json
 	@echo "smoke-train: everything is under $(OUT); uploaded files listed in $(OUT)/push.json"
 
 # CPU benchmark, reference way vs ours (mini graft when built, else the tiny graft); under 10 minutes.

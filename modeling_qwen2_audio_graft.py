@@ -60,19 +60,20 @@ def encode_real_frames(audio_tower: WhisperEncoder, input_features: torch.Tensor
 class Qwen2AudioGraftProjector(nn.Module):
     """Stacks `audio_downsample` consecutive encoder frames and maps them to the LLM width
     (`linear_1`, or `linear_1`-GELU-`linear_2`), then, with `projector_norm`, RMS-normalises them
-    with a learned gain (`norm`)."""
+    with a learned gain (`norm`). A linear projector's `act` and `linear_2`, and `norm` without
+    `projector_norm`, are `nn.Identity` (no parameters, so no state-dict keys)."""
 
     def __init__(self, config: Qwen2AudioGraftConfig):
         super().__init__()
         self.audio_downsample = config.audio_downsample
         in_features = config.audio_config.d_model * config.audio_downsample
         hidden_size = config.text_config.hidden_size
+        mlp = config.projector_type == "mlp"
         self.linear_1 = nn.Linear(in_features, hidden_size)
-        if config.projector_type == "mlp":
-            self.act = ACT2FN["gelu"]
-            self.linear_2 = nn.Linear(hidden_size, hidden_size)
-        if config.projector_norm:
-            self.norm = nn.RMSNorm(hidden_size, eps=config.text_config.rms_norm_eps)
+        self.act = ACT2FN["gelu"] if mlp else nn.Identity()
+        self.linear_2 = nn.Linear(hidden_size, hidden_size) if mlp else nn.Identity()
+        norm = config.projector_norm
+        self.norm = nn.RMSNorm(hidden_size, eps=config.text_config.rms_norm_eps) if norm else nn.Identity()
 
     @torch.no_grad()
     def init_to_scale(self, input_rms: float, output_rms: float) -> None:
@@ -81,13 +82,14 @@ class Qwen2AudioGraftProjector(nn.Module):
         Used by the builder with the LLM's embedding RMS as target: the default initialisation
         gives audio embeddings tens of times larger than the text embeddings they sit among.
         With the norm, the linear layers aim at unit RMS and the norm's gain carries `output_rms`."""
-        layers = [self.linear_1] + ([self.linear_2] if hasattr(self, "linear_2") else [])
-        if hasattr(self, "norm"):
+        layers = [layer for layer in (self.linear_1, self.linear_2) if isinstance(layer, nn.Linear)]
+        normed = isinstance(self.norm, nn.RMSNorm)
+        if normed:
             self.norm.weight.fill_(output_rms)
         scale = input_rms
         for index, layer in enumerate(layers):
             last = index == len(layers) - 1
-            target = output_rms if last and not hasattr(self, "norm") else 1.0
+            target = output_rms if last and not normed else 1.0
             nn.init.normal_(layer.weight, std=target / (scale * layer.in_features**0.5))
             nn.init.zeros_(layer.bias)
             scale = 0.65  # RMS of GELU of a unit-RMS Gaussian, the input of the next layer
@@ -101,12 +103,7 @@ class Qwen2AudioGraftProjector(nn.Module):
             encoder_states = nn.functional.pad(encoder_states, (0, 0, 0, pad))
         # (windows, frames, width) -> (windows, frames / k, k * width)
         stacked = encoder_states.reshape(windows, -1, self.audio_downsample * width)
-        hidden = self.linear_1(stacked)
-        if hasattr(self, "linear_2"):
-            hidden = self.linear_2(self.act(hidden))
-        if hasattr(self, "norm"):
-            hidden = self.norm(hidden)
-        return hidden
+        return self.norm(self.linear_2(self.act(self.linear_1(stacked))))
 
 
 class Qwen2AudioGraftPreTrainedModel(Qwen2VLPreTrainedModel):

@@ -1,6 +1,6 @@
 """CPU benchmark: the reference way of running the graft against ours, same weights, same audio.
 
-    python -m bench.bench [--model build/mini-graft] [--repeats 3] [--batch-size 8] [--out bench/cpu-results.json]
+    python -m bench.bench [--model build/mini-graft] [--repeats 3] [--batch_size 8] [--out bench/cpu-results.json]
 
 (a) reference: every clip padded to 30 s (longer audio cut to 30 s, as the reference model does)
     and 1500 audio tokens in the prompt (`audio_downsample=1`), one clip at a time;
@@ -8,13 +8,13 @@
     one clip at a time and batched.
 The LLM, encoder and prompt are the same; (a) gets a downsample-1 projector of the same width
 (timing does not depend on its values). Both ways generate exactly the same number of tokens:
-`--new-tokens` (16 by default, so the CPU run stays under 10 minutes), or
-`--tokens-per-second` tokens per second of audio. Reports audio tokens per clip, p50 latency, RTFx (seconds of
+`--new_tokens` (16 by default, so the CPU run stays under 10 minutes), or
+`--tokens_per_second` tokens per second of audio. Reports audio tokens per clip, p50 latency, RTFx (seconds of
 audio per second of wall time) and peak resident memory per setting; the last line is the
 batch-1 latency ratio for 5 s clips, reference / ours.
 
 To stay under 10 minutes on 2 CPU cores: one warm-up per way (at the first length), batched runs
-of clips of 30 s or more timed `--long-repeats` times (once by default: a single 8 x 70 s batch
+of clips of 30 s or more timed `--long_repeats` times (once by default: a single 8 x 70 s batch
 takes over a minute), the 5 s time split from one round in the warm process, and the reference
 way timed once per distinct input: it cuts every clip to its first 30 s, so the 70 s clip gives
 it exactly the 30 s clip's input and the 30 s figures are reused (`reference_same_as`).
@@ -178,10 +178,10 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
     parser.add_argument("--fallback", type=Path, default=Path("build/tiny-graft"))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--long-repeats", type=int, default=1, help="timed runs of batches of clips of 30 s or more")
-    parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--tokens-per-second", type=float, help="decode length per second of audio instead")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--long_repeats", type=int, default=1, help="timed runs of batches of clips of 30 s or more")
+    parser.add_argument("--new_tokens", type=int, default=16)
+    parser.add_argument("--tokens_per_second", type=float, help="decode length per second of audio instead")
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
                         help="auto: bfloat16 where the CPU has native bf16 matrix units (oneDNN), else float32")
@@ -191,7 +191,7 @@ def main(argv=None):
     args.dtype = cpu_dtype() if args.dtype == "auto" else args.dtype
     folder = args.model if (args.model / "config.json").exists() else args.fallback
     if folder == args.fallback and not (folder / "config.json").exists():
-        from train.build import build_tiny
+        from train.tiny import build_tiny
 
         build_tiny(folder)
     model, processor = load_graft(folder, dtype=getattr(torch, args.dtype))

@@ -5,9 +5,9 @@
 
 Builds Qwen2-VL-7B + whisper-large-v3-turbo encoder (the root `config.json`, 8.9 B parameters)
 with random bf16 weights on the device and measures, with the decode length fixed at
-`--tokens-per-second` (3) tokens per second of audio:
+`--tokens_per_second` (3) tokens per second of audio:
 
-- `rtfx`: RTFx (seconds of audio per second of wall time) of `generate` at each `--batch-sizes`,
+- `rtfx`: RTFx (seconds of audio per second of wall time) of `generate` at each `--batch_sizes`,
   transformers' default dynamic cache;
 - `compiled`: the same with a static cache and `torch.compile` of the decode step
   (`cache_implementation="static"`), at the smallest and largest batch, and the share of
@@ -17,7 +17,7 @@ with random bf16 weights on the device and measures, with the decode length fixe
 - `bf16_peak`: peak GPU memory of batch-1 transcription in bf16 (weights included);
 - `nf4`: peak GPU memory of batch-1 transcription with the LLM in NF4 4-bit and no vision tower
   (`use_vision_tower=False`), loaded from a saved copy through `from_pretrained`; with
-  `--nf4-lm-head` also with `lm_head` in 4-bit;
+  `--nf4_lm_head` also with `lm_head` in 4-bit;
 - `qlora`: on that 4-bit model, one stage-2 QLoRA step (LoRA r=64 on every LLM projection + the
   projector, gradient checkpointing, a 30 s clip with a 90-token answer): time and peak memory.
 
@@ -41,8 +41,10 @@ import torch
 import transformers
 
 from bench.bench import peak_rss_mib, reset_peak_rss, speech
-from train.build import SPECIAL_TOKENS, build_tiny, make_processor, release_config, save_graft, tiny_tokenizer
+from train.folder import make_processor, save_graft
 from train.graft import SAMPLING_RATE, Qwen2AudioGraftForConditionalGeneration, build_prompt
+from train.release import release_config
+from train.tiny import SPECIAL_TOKENS, build_tiny, tiny_tokenizer
 
 PARTS = ("rtfx", "compiled", "split", "bf16_peak", "nf4", "qlora")
 # Qwen2-VL's ids of the special tokens the prompts use.
@@ -162,7 +164,8 @@ def load_nf4(folder, device, dtype, lm_head_4bit=False):
                       device_map={"": device.device}).eval()  # fmt: skip
     device.sync()
     load = {"load_s": round(time.perf_counter() - started, 1), "load_peak_gb": device.peak()["peak_gb"]}
-    return model, {**load, "weights_gb": round(model.get_memory_footprint() / 1e9, 4)}
+    footprint = model.get_memory_footprint()
+    return model, {**load, "weights_gb": round(footprint / 1e9, 2), "weights_bytes": footprint}
 
 
 def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
@@ -224,7 +227,7 @@ def measure_bf16(model, prompts, device, args, new_tokens, results, save):
         results["split"] = [split(model, prompts, device, args.seconds, b, new_tokens, args.repeats) for b in batches]
         save(results)
     if "bf16_peak" in args.parts:
-        results["bf16_b1"] = {"weights_gb": round(model.get_memory_footprint() / 1e9, 4),
+        results["bf16_b1"] = {"weights_gb": round(model.get_memory_footprint() / 1e9, 2),
                               **peak_transcribing(model, prompts, device, args.seconds, new_tokens)}  # fmt: skip
         save(results)
 
@@ -263,13 +266,13 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="the tiny graft instead of the 7B (code-path check)")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length for RTFx")
-    parser.add_argument("--tokens-per-second", type=float, default=3.0)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--tokens_per_second", type=float, default=3.0)
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--audio-downsample", type=int, default=1, help="the 7B graft's audio_downsample")
-    parser.add_argument("--real-frames", action="store_true", help="encode_padding=False: encode real mel frames only")
-    parser.add_argument("--nf4-lm-head", action="store_true", help="also measure nf4 with lm_head in 4-bit")
+    parser.add_argument("--audio_downsample", type=int, default=1, help="the 7B graft's audio_downsample")
+    parser.add_argument("--real_frames", action="store_true", help="encode_padding=False: encode real mel frames only")
+    parser.add_argument("--nf4_lm_head", action="store_true", help="also measure nf4 with lm_head in 4-bit")
     parser.add_argument("--out", type=Path, default=Path("bench/gpu-results.json"))
     args = parser.parse_args(argv)
     device, dtype = Device(args.device), torch.bfloat16

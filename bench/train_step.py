@@ -1,6 +1,6 @@
 """CPU benchmark of one training step: logits at answer positions only against the full logits.
 
-    python -m bench.train_step [--model build/mini-graft] [--batch-size 8] [--repeats 3]
+    python -m bench.train_step [--model build/mini-graft] [--batch_size 8] [--repeats 3]
 
 Same model, same batch (clips of 2-6 s with their answers), projector trainable as in stage 1:
 times forward + backward with the model in training mode (answer positions only) and with the
@@ -37,7 +37,7 @@ def step(model, batch, answer_only: bool) -> tuple[float, float]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ cross-attention over those frames alone). Prints WER per source for both and wri
 them, and how much encoder time the real frames save.
 
 Whisper's decoder learnt to end a transcript where the padding starts; without padding it often
-repeats the sentence until `--max-new-tokens`. So beside the plain WER, the script reports the WER
+repeats the sentence until `--max_new_tokens`. So beside the plain WER, the script reports the WER
 of each hypothesis cut to its reference's word count ("content WER"): what the states say,
 whatever the decoder's stopping.
 """
@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", type=Path, default=Path("build/components/whisper-base"))
     parser.add_argument("--data", type=Path, default=Path("build/demo-corpus/devtest.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("build/real-frames-check.json"))
-    parser.add_argument("--max-new-tokens", type=int, default=120)
+    parser.add_argument("--max_new_tokens", type=int, default=120)
     args = parser.parse_args(argv)
     model = WhisperForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = WhisperProcessor.from_pretrained(args.model)

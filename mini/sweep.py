@@ -2,17 +2,17 @@
 
     python -m mini.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
     python -m mini.sweep --steps 300 --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
-    python -m mini.sweep --stage-config train/configs/mini_stage2_gpu.yaml --corpus build/corpus-12k \
-        --steps 600 --parallel --eval-batch-size 32 --promote        # on one GPU (make mini-train-gpu)
+    python -m mini.sweep --stage_config train/configs/mini_stage2_gpu.yaml --corpus build/corpus-12k \
+        --steps 600 --parallel --eval_batch_size 32 --promote        # on one GPU (make mini-train-gpu)
 
 A configuration is `downsample:linear|mlp[:real][:gain=G][:staged=S]`: the audio tokens' stack
 of encoder frames, the projector type, `real` for the encoder over real frames only
-(`encode_padding=False`), the projector's starting gain (`train.build --projector-gain`; a number
+(`encode_padding=False`), the projector's starting gain (`train.build --projector_gain`; a number
 or `embedding`), and `staged=S` for stage 1 (projector alone) for S of the steps before stage 2
 takes over from its projector, instead of joint training from step 0.
 
 For each configuration: compose the mini graft (`train.build`), train it with the same step
-budget (`--stage-config`, the joint recipe; its listening check and WER are logged at every
+budget (`--stage_config`, the joint recipe; its listening check and WER are logged at every
 evaluation), then score the whole dev-test set (`train.evaluate`). Writes `<out>/results.json`
 and prints a table: WER per source, the last listening check, audio tokens per second.
 `--parallel` trains the configurations side by side (a 0.5 B model leaves most of a large GPU
@@ -105,11 +105,11 @@ class Run:
         self.seconds = None
 
     def build_command(self) -> list[str]:
-        gain = [] if self.gain is None else ["--projector-gain", self.gain]
+        gain = [] if self.gain is None else ["--projector_gain", self.gain]
         return _module(["train.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(self.base),
-                        "--audio-downsample", str(self.downsample), "--projector-type", self.projector,
-                        "--max-audio-seconds", "120", "--dtype", "float32", *gain,
-                        "--encode-padding" if self.encode_padding else "--no-encode-padding"])  # fmt: skip
+                        "--audio_downsample", str(self.downsample), "--projector_type", self.projector,
+                        "--max_audio_seconds", "120", "--dtype", "float32", *gain,
+                        "--encode_padding" if self.encode_padding else "--no_encode_padding"])  # fmt: skip
 
     def _stage(self, module, config, output, steps, extra=()) -> list[str]:
         corpus, every = self.args.corpus, max(1, steps // 3)
@@ -131,8 +131,8 @@ class Run:
     def eval_command(self) -> list[str]:
         return _module(["train.evaluate", "--model", str(self.base), "--adapter", str(self.output),
                         "--data", str(self.args.corpus / "devtest.jsonl"), "--output", str(self.output / "eval"),
-                        "--max-new-tokens", "48", "--dtype", self.args.eval_dtype,
-                        "--batch-size", str(self.args.eval_batch_size)])  # fmt: skip
+                        "--max_new_tokens", "48", "--dtype", self.args.eval_dtype,
+                        "--batch_size", str(self.args.eval_batch_size)])  # fmt: skip
 
     def last_check(self) -> dict:
         """Final train loss (mean of the last 3 logged) and the last listening check of the run."""
@@ -245,13 +245,13 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--configs", nargs="+", default=["8:linear:real", "4:linear:real", "2:linear:real"],
                         help=SPEC_HELP)
-    parser.add_argument("--stage-config", type=Path, default=Path("train/configs/mini_stage2.yaml"))
-    parser.add_argument("--stage1-config", type=Path, default=Path("train/configs/mini_stage1.yaml"),
+    parser.add_argument("--stage_config", type=Path, default=Path("train/configs/mini_stage2.yaml"))
+    parser.add_argument("--stage1_config", type=Path, default=Path("train/configs/mini_stage1.yaml"),
                         help="stage 1 of the staged=S configurations")
     parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="folder with train/devtest.jsonl")
-    parser.add_argument("--stage-overrides", default="", help='more training flags, e.g. "--learning_rate 1e-4"')
-    parser.add_argument("--eval-batch-size", type=int, default=8)
-    parser.add_argument("--eval-dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--stage_overrides", default="", help='more training flags, e.g. "--learning_rate 1e-4"')
+    parser.add_argument("--eval_batch_size", type=int, default=8)
+    parser.add_argument("--eval_dtype", default="bfloat16", choices=("bfloat16", "float32"))
     parser.add_argument("--parallel", action="store_true", help="train the configurations side by side")
     parser.add_argument("--tolerance", type=float, default=0.1)
     parser.add_argument("--promote", action="store_true", help="make the chosen configuration the long run's start")

@@ -8,7 +8,7 @@ from bench import bench
 def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tmp_path, capsys):
     out = tmp_path / "results.json"
     bench.main(["--model", str(tmp_path / "absent"), "--fallback", str(tmp_path / "tiny"), "--lengths", "2", "5",
-                "--repeats", "1", "--new-tokens", "3", "--batch-size", "2", "--out", str(out)])  # fmt: skip
+                "--repeats", "1", "--new_tokens", "3", "--batch_size", "2", "--out", str(out)])  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     assert [r["seconds"] for r in rows] == [2, 5]
     assert [(r["tokens_reference"], r["tokens_ours"]) for r in rows] == [(1500, 100), (1500, 250)]  # tiny: downsample 1
@@ -33,7 +33,7 @@ def test_auto_dtype_is_float32_without_native_bf16(monkeypatch):
 def test_long_batches_are_timed_long_repeats_times_and_a_cut_reference_input_is_timed_once(tmp_path, capsys):
     out = tmp_path / "results.json"
     bench.main(["--model", str(tmp_path / "absent"), "--fallback", str(tmp_path / "tiny"), "--lengths", "2", "30", "70",
-                "--repeats", "2", "--new-tokens", "2", "--batch-size", "2", "--out", str(out)])  # fmt: skip
+                "--repeats", "2", "--new_tokens", "2", "--batch_size", "2", "--out", str(out)])  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     assert [(r["ours_b1"]["runs"], r["ours_b2"]["runs"]) for r in rows] == [(2, 2), (2, 1), (2, 1)]
     assert [r.get("reference_same_as") for r in rows] == [None, None, 30]  # 70 s cut to 30 s: the 30 s input

@@ -23,11 +23,11 @@ def lora_r64_parameters(config) -> int:
 
 
 def test_gpu_bench_code_path_on_the_tiny_graft(tmp_path):
-    from train.build import tiny_config, tiny_tokenizer
+    from train.tiny import tiny_config, tiny_tokenizer
 
     out = tmp_path / "gpu.json"
-    results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "1", "2", "--repeats", "1", "--seconds", "2",
-                        "--parts", "rtfx", "split", "bf16_peak", "nf4", "qlora", "--nf4-lm-head", "--out", str(out)])  # fmt: skip
+    results = gpu.main(["--tiny", "--device", "cpu", "--batch_sizes", "1", "2", "--repeats", "1", "--seconds", "2",
+                        "--parts", "rtfx", "split", "bf16_peak", "nf4", "qlora", "--nf4_lm_head", "--out", str(out)])  # fmt: skip
     assert json.loads(out.read_text())["qlora_step"] == results["qlora_step"]  # written as it went
     assert [r["batch"] for r in results["rtfx"]] == [1, 2]
     for run in results["rtfx"]:  # RTFx is audio seconds over wall seconds
@@ -35,7 +35,7 @@ def test_gpu_bench_code_path_on_the_tiny_graft(tmp_path):
     assert [s["batch"] for s in results["split"]] == [1, 2]
     assert all(s["encoder"] > 0 and s["prefill"] > 0 and s["decode"] > 0 for s in results["split"])
     # 4-bit LLM layers take less memory than the same model's bfloat16 ones; lm_head in 4-bit takes less again.
-    assert results["nf4_lm_head_audio_only_b1"]["weights_gb"] < results["nf4_audio_only_b1"]["weights_gb"]
+    assert results["nf4_lm_head_audio_only_b1"]["weights_bytes"] < results["nf4_audio_only_b1"]["weights_bytes"]
     step = results["qlora_step"]
     assert step["answer_tokens"] == 90 and step["clip_seconds"] == 30
     assert step["trainable_parameters"] == lora_r64_parameters(tiny_config(tiny_tokenizer()))
@@ -46,7 +46,7 @@ def test_gpu_bench_code_path_on_the_tiny_graft(tmp_path):
 
 def test_static_cache_with_compiled_decoding_gives_the_same_tokens(tmp_path):
     """The `compiled` part: static cache + torch.compile (fullgraph) of the decode step, on CPU."""
-    results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "1", "--repeats", "1", "--seconds", "2",
+    results = gpu.main(["--tiny", "--device", "cpu", "--batch_sizes", "1", "--repeats", "1", "--seconds", "2",
                         "--parts", "compiled", "--out", str(tmp_path / "gpu.json")])  # fmt: skip
     (run,) = results["compiled"]
     assert run["batch"] == 1 and run["rtfx"] > 0
@@ -54,15 +54,15 @@ def test_static_cache_with_compiled_decoding_gives_the_same_tokens(tmp_path):
 
 
 def test_real_frames_at_downsample_4(tmp_path):
-    results = gpu.main(["--tiny", "--device", "cpu", "--batch-sizes", "2", "--repeats", "1", "--seconds", "3",
-                        "--audio-downsample", "4", "--real-frames", "--parts", "rtfx", "split",
+    results = gpu.main(["--tiny", "--device", "cpu", "--batch_sizes", "2", "--repeats", "1", "--seconds", "3",
+                        "--audio_downsample", "4", "--real_frames", "--parts", "rtfx", "split",
                         "--out", str(tmp_path / "gpu.json")])  # fmt: skip
     assert results["audio_downsample"] == 4 and results["encode_padding"] is False
     assert results["rtfx"][0]["batch"] == 2 and results["split"][0]["encoder"] > 0
 
 
 def test_release_prompts_use_the_release_token_ids():
-    from train.build import release_config
+    from train.release import release_config
 
     prompts = gpu.Prompts(release_config(), tiny=False)
     inputs = prompts([gpu.speech(2.0)], "cpu", gpu.torch.bfloat16)

@@ -1,4 +1,4 @@
-"""Fast checks of mini.make_corpus: text cleaning, splits, leakage guard, one tiny synthesis."""
+"""Fast checks of the corpus (mini.corpus, mini.make_corpus): text cleaning, splits, leakage guard, one tiny synthesis."""
 
 import json
 import re
@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mini import make_corpus as mc
+from mini.corpus.augment import augment
+from mini.corpus.jobs import ClipJob, generate, parse_sphinx_transcription
+from mini.corpus.manifests import check_disjoint, read_manifest, write_outputs
+from mini.corpus.text import clean_entry, read_fortune_entries, sentence_key, sentence_problem, split_pools
 
 FORTUNE_TEXT = """A day for firm decisions!!!!!  Or is it?
 %
@@ -42,7 +45,7 @@ The last entry has no closing percent sign -- and a dash."""
 def test_read_fortune_entries_splits_on_percent_lines(tmp_path):
     path = tmp_path / "fortunes"
     path.write_text(FORTUNE_TEXT)
-    entries = mc.read_fortune_entries(path)
+    entries = read_fortune_entries(path)
     assert len(entries) == 13
     assert entries[-1].startswith("The last entry")
 
@@ -50,7 +53,7 @@ def test_read_fortune_entries_splits_on_percent_lines(tmp_path):
 def test_clean_entry_keeps_only_plain_sentences(tmp_path):
     path = tmp_path / "fortunes"
     path.write_text(FORTUNE_TEXT)
-    kept = [s for e in mc.read_fortune_entries(path) for s in mc.clean_entry(e)]
+    kept = [s for e in read_fortune_entries(path) for s in clean_entry(e)]
     assert kept == [
         "A day for firm decisions!",            # punctuation runs collapsed
         "Or is it?",
@@ -74,11 +77,11 @@ def test_clean_entry_keeps_only_plain_sentences(tmp_path):
     ("A perfectly ordinary sentence is fine.", None),
 ])
 def test_sentence_problem_reasons(sentence, reason):
-    assert mc.sentence_problem(sentence) == reason
+    assert sentence_problem(sentence) == reason
 
 
 def test_sentence_key_ignores_case_and_punctuation():
-    assert mc.sentence_key("Don't PANIC, friend!") == mc.sentence_key("dont panic friend")
+    assert sentence_key("Don't PANIC, friend!") == sentence_key("dont panic friend")
 
 
 def test_split_pools_is_deterministic_and_disjoint():
@@ -86,24 +89,24 @@ def test_split_pools_is_deterministic_and_disjoint():
                  ("one two three four five six seven eight nine ten".split() * 3)]
     sentences += [f"Another {a} {b} sentence." for a in "red green blue".split()
                   for b in "cat dog fox owl emu yak".split()]
-    train, devtest = mc.split_pools(sentences, seed=7, devtest_fraction=0.3)
-    again = mc.split_pools(list(reversed(sentences)), seed=7, devtest_fraction=0.3)
+    train, devtest = split_pools(sentences, seed=7, devtest_fraction=0.3)
+    again = split_pools(list(reversed(sentences)), seed=7, devtest_fraction=0.3)
     assert (train, devtest) == again                    # input order does not matter
     assert len(train) + len(devtest) == 28              # duplicates collapsed
-    assert not {mc.sentence_key(s) for s in train} & {mc.sentence_key(s) for s in devtest}
+    assert not {sentence_key(s) for s in train} & {sentence_key(s) for s in devtest}
     assert devtest and train
-    assert mc.split_pools(sentences, seed=8, devtest_fraction=0.3) != (train, devtest)
+    assert split_pools(sentences, seed=8, devtest_fraction=0.3) != (train, devtest)
 
 
 def test_parse_sphinx_transcription(tmp_path):
     path = tmp_path / "transcription"
     path.write_text("<s> he was not an ill disposed young man </s> (utt-0880)\n"
                     "<s> ten of clubs  </s> (001)\n\n")
-    assert mc.parse_sphinx_transcription(path) == {
+    assert parse_sphinx_transcription(path) == {
         "utt-0880": "he was not an ill disposed young man", "001": "ten of clubs"}
     path.write_text("no id on this line\n")
     with pytest.raises(ValueError, match="expected '<s> words </s> \\(id\\)'"):
-        mc.parse_sphinx_transcription(path)
+        parse_sphinx_transcription(path)
 
 
 def _write(path, records):
@@ -121,7 +124,7 @@ def test_check_disjoint_rejects_crossing_voice(tmp_path):
     devtest = _write(tmp_path / "devtest.jsonl", [_rec("flite-slt", "Seven eight nine.")])
     expected = "voice crosses from devtest to train: expected no shared voices, got ['flite-slt']"
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
-        mc.check_disjoint(train, devtest)
+        check_disjoint(train, devtest)
 
 
 def test_check_disjoint_rejects_crossing_sentence(tmp_path):
@@ -130,7 +133,7 @@ def test_check_disjoint_rejects_crossing_sentence(tmp_path):
     expected = ("sentence crosses from devtest to train: expected no shared sentences, "
                 "got 1, e.g. 'Hello there, my friend!'")
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
-        mc.check_disjoint(train, devtest)
+        check_disjoint(train, devtest)
 
 
 def test_check_disjoint_rejects_real_recording_in_train(tmp_path):
@@ -138,52 +141,52 @@ def test_check_disjoint_rejects_real_recording_in_train(tmp_path):
     devtest = _write(tmp_path / "devtest.jsonl", [_rec("flite-slt", "Seven eight nine.")])
     expected = r"^evaluation-only voice in train: .* got \['goforward'\]$"
     with pytest.raises(ValueError, match=expected):
-        mc.check_disjoint(train, devtest)
+        check_disjoint(train, devtest)
 
 
 def test_augment_hits_requested_snr_and_peak():
     t = np.arange(16000) / 16000
     speech = 0.5 * np.sin(2 * np.pi * 220 * t)
-    noisy = mc.augment(speech, mc.ClipJob("train", 0, "flite-kal", "x", noise="pink",
-                                          snr_db=10.0))
+    noisy = augment(speech, ClipJob("train", 0, "flite-kal", "x", noise="pink",
+                                    snr_db=10.0))
     noise = noisy - speech
     snr = 20 * np.log10(np.sqrt(np.mean(speech ** 2)) / np.sqrt(np.mean(noise ** 2)))
     assert abs(snr - 10.0) < 0.5
-    scaled = mc.augment(speech, mc.ClipJob("train", 0, "flite-kal", "x", peak_dbfs=-6.0))
+    scaled = augment(speech, ClipJob("train", 0, "flite-kal", "x", peak_dbfs=-6.0))
     assert np.max(np.abs(scaled)) == pytest.approx(10 ** (-6 / 20), rel=1e-6)
 
 
 @pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
                     reason="needs flite and sox (apt-get install flite sox)")
 def test_two_clips_end_to_end(tmp_path):
-    jobs = [mc.ClipJob("train", 0, "flite-kal", "Go home now.", tempo=1.1, peak_dbfs=-3.0,
-                       noise="white", snr_db=20.0),
-            mc.ClipJob("devtest", 0, "flite-slt", "Stay here today."),
-            mc.ClipJob("devtest", 1, "flite-slt", "")]  # nothing to say: must be reported
-    result = mc.generate(jobs, tmp_path, workers=1, progress=False)
+    jobs = [ClipJob("train", 0, "flite-kal", "Go home now.", tempo=1.1, peak_dbfs=-3.0,
+                    noise="white", snr_db=20.0),
+            ClipJob("devtest", 0, "flite-slt", "Stay here today."),
+            ClipJob("devtest", 1, "flite-slt", "")]  # nothing to say: must be reported
+    result = generate(jobs, tmp_path, workers=1, progress=False)
     assert [(f["voice"], f["reason"]) for f in result.failures] == [("flite-slt", "empty-text")]
-    stats = mc.write_outputs(tmp_path, result, {})
+    stats = write_outputs(tmp_path, result, {})
     assert stats["failures"]["by_reason"] == {"devtest/flite-slt/empty-text": 1}
     for split in ("train", "devtest"):
-        (rec,) = mc.read_manifest(tmp_path / f"{split}.jsonl")
+        (rec,) = read_manifest(tmp_path / f"{split}.jsonl")
         assert set(rec) == {"audio", "text", "source", "voice", "duration"}
         assert rec["audio"].startswith(f"{split}/") and rec["source"] == "tts"
         audio, rate = sf.read(tmp_path / rec["audio"], dtype="int16")
         assert rate == 16000 and audio.ndim == 1
         assert rec["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
         assert stats[split]["clips"] == 1
-    mc.check_disjoint(tmp_path / "train.jsonl", tmp_path / "devtest.jsonl")
-    assert mc.generate(jobs[:2], tmp_path, workers=1, progress=False).reused == 2  # resumable
+    check_disjoint(tmp_path / "train.jsonl", tmp_path / "devtest.jsonl")
+    assert generate(jobs[:2], tmp_path, workers=1, progress=False).reused == 2  # resumable
 
 
 @pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
                     reason="needs flite and sox (apt-get install flite sox)")
 def test_opus_training_clip_is_ogg_at_16k_with_its_manifest_duration(tmp_path):
-    job = mc.ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0,
-                     codec="opus")
-    wav = mc.ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0)
+    job = ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0,
+                  codec="opus")
+    wav = ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0)
     assert job.relpath == wav.relpath[: -len(".wav")] + ".ogg"
-    result = mc.generate([job], tmp_path, workers=1, progress=False)
+    result = generate([job], tmp_path, workers=1, progress=False)
     (record,) = result.records
     info = sf.info(tmp_path / record["audio"])
     assert (info.format, info.subtype, info.samplerate, info.channels) == ("OGG", "OPUS", 16000, 1)

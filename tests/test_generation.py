@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import make_clip
-from train.build import build_tiny
 from train.graft import build_prompt, num_audio_tokens
+from train.tiny import build_tiny
 
 SR = 16000
 
@@ -104,7 +104,8 @@ def test_every_downsample_and_projector(tmp_path, downsample, projector_type):
 
 
 def test_audio_only_model_has_no_vision_tower(tmp_path):
-    from train.build import make_processor, tiny_config, tiny_tokenizer
+    from train.folder import make_processor
+    from train.tiny import tiny_config, tiny_tokenizer
     from train.graft import Qwen2AudioGraftForConditionalGeneration
 
     tokenizer = tiny_tokenizer()

@@ -34,7 +34,7 @@ def test_run_names_folders_and_the_joint_command(tmp_path):
     args.stage_overrides = "--learning_rate 5e-4"
     run = sweep.Run("4:linear:real", args)
     assert (run.name, run.base, run.encode_padding) == ("k4-linear-real", Path("build/mini-base-k4-linear-real"), False)
-    assert run.build_command()[-1] == "--no-encode-padding" and "--projector-gain" not in run.build_command()
+    assert run.build_command()[-1] == "--no_encode_padding" and "--projector_gain" not in run.build_command()
     (command,) = run.train_commands()
     assert command[2] == "train.stage2_qlora" and "--projector_path" not in command
     assert command[command.index("--output_dir") + 1] == str(tmp_path / "k4-linear-real")
@@ -47,7 +47,7 @@ def test_gain_and_staged_configurations(tmp_path):
     gain = sweep.Run("4:linear:real:gain=embedding", _args(tmp_path))
     assert gain.name == "k4-linear-real-gain-embedding" and gain.base == Path("build/mini-base-k4-linear-real-gain-embedding")
     build = gain.build_command()
-    assert build[build.index("--projector-gain") + 1] == "embedding"
+    assert build[build.index("--projector_gain") + 1] == "embedding"
     staged = sweep.Run("4:linear:real:staged=100", _args(tmp_path))
     assert staged.base == Path("build/mini-base-k4-linear-real")  # the same graft as the joint run
     first, second = staged.train_commands()

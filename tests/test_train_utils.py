@@ -1,4 +1,4 @@
-"""Metrics, model card, upload allow-list and training plot: CPU only, no downloads.
+"""Metrics, model card, upload allow-list, YAML config with flag overrides and training plot: CPU only, no downloads.
 
 Run: .venv/bin/python -m pytest tests/test_train_utils.py -q
 """
@@ -11,6 +11,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from train.args import DataArguments, RecipeArguments, parse_config
 from train.card import build_model_card
 from train.card import main as card_main
 from train.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
@@ -122,8 +123,8 @@ def test_card_cli_copies_widget_audio(tmp_path):
     (tmp_path / "clip1.wav").write_bytes(b"RIFF")
     (tmp_path / "results.json").write_text(json.dumps(RESULT))
     out = tmp_path / "model" / "README.md"
-    card_main(["--results", str(tmp_path / "results.json"), "--repo-id", "org/asr", "--base-model", "a/b",
-               "--output", str(out), "--widget-audio", str(tmp_path / "clip1.wav")])
+    card_main(["--results", str(tmp_path / "results.json"), "--repo_id", "org/asr", "--base_model", "a/b",
+               "--output", str(out), "--widget_audio", str(tmp_path / "clip1.wav")])
     assert (tmp_path / "model" / "samples" / "clip1.wav").read_bytes() == b"RIFF"
     assert ModelCard.load(out).data.to_dict()["widget"][0]["src"] == "samples/clip1.wav"
 
@@ -133,6 +134,7 @@ ALLOWED = sorted([
     "configuration_asr.py", "generation_config.json", "merges.txt", "model-00001-of-00002.safetensors",
     "model-00002-of-00002.safetensors", "model.safetensors.index.json", "modeling_asr.py", "pipeline_asr.py",
     "preprocessor_config.json", "processing_asr.py", "processor_config.json", "samples/clip1.wav",
+    "samples/take[2].wav",  # a glob character: its pattern must match only itself
     "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
 ])
 FORBIDDEN = [
@@ -219,22 +221,22 @@ def tiny_graft(tmp_path_factory):
     import numpy as np
     import soundfile
 
-    from train.build import build_tiny
+    from train.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("graft")
     folder = root / "tiny-graft"
     build_tiny(folder)
     soundfile.write(root / "clip1.wav", 0.1 * np.sin(np.arange(24000) / 7.0), 16000)
     (root / "results.json").write_text(json.dumps(RESULT))
-    card_main(["--results", str(root / "results.json"), "--repo-id", "org/tiny-graft", "--base-model", "a/b",
-               "--output", str(folder / "README.md"), "--widget-audio", str(root / "clip1.wav")])
+    card_main(["--results", str(root / "results.json"), "--repo_id", "org/tiny-graft", "--base_model", "a/b",
+               "--output", str(folder / "README.md"), "--widget_audio", str(root / "clip1.wav")])
     (folder / ".env").write_text("HF_TOKEN=secret")
     return folder
 
 
 def test_push_cli_records_upload_and_verifies_local_folder(tiny_graft, tmp_path, capsys):
     record = tmp_path / "push.json"
-    push_main(["--folder", str(tiny_graft), "--repo-id", "org/tiny-graft", "--fake-api-record", str(record),
+    push_main(["--folder", str(tiny_graft), "--repo_id", "org/tiny-graft", "--fake_api_record", str(record),
                "--verify"])
     uploaded = json.loads(record.read_text())["commits"][0]["paths"]
     assert {"README.md", "config.json", "model.safetensors", "samples/clip1.wav"} <= set(uploaded)
@@ -269,6 +271,24 @@ def test_plot_training_rejects_history_without_loss(tmp_path):
         plot_training([{"train_runtime": 1.0}], tmp_path / "loss.png", "t")
     assert str(error.value) == ("expected log_history entries with 'step' and 'loss' or 'eval_loss', "
                                 "got none among 1 entries")
+
+
+def test_config_file_supplies_defaults_and_flags_win(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("train_data: a.jsonl\nmax_eval_samples: 8\nprecision: float32\neval_wer: false\n"
+                      "projector_learning_rate: 1e-3\n")  # fmt: skip
+    flags = ["--max_eval_samples", "4", "--config", str(config), "--precision", "bfloat16"]
+    recipe, data = parse_config((RecipeArguments, DataArguments), flags)
+    assert data.train_data == "a.jsonl"  # a required field the file gives
+    assert (data.max_eval_samples, recipe.precision) == (4, "bfloat16")  # flags win, before or after --config
+    assert data.eval_wer is False and data.text_column == "text"
+    assert recipe.projector_learning_rate == 1e-3  # YAML reads "1e-3" as text; the field's type converts it
+    recipe, data = parse_config((RecipeArguments, DataArguments), ["--config", str(config)])
+    assert (data.max_eval_samples, recipe.precision) == (8, "float32")
+    config.write_text("train_data: a.jsonl\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError) as error:
+        parse_config((RecipeArguments, DataArguments), ["--config", str(config)])
+    assert str(error.value) == f"{config} has keys no argument takes: ['learning_rat']"
 
 
 def test_normaliser_uses_whispers_spelling_map():

@@ -13,10 +13,10 @@ from transformers import TrainerCallback
 
 import train.stages
 from train import stage1_align, stage2_qlora
-from train.build import build_tiny
 from train.data import SpeechDataset, load_rows
 from train.loading import load_graft
 from train.merge import merge, probe_inputs, save_checked
+from train.tiny import build_tiny
 from train.toy_audio import make_toy_audio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +188,7 @@ def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
     assert state["train_batch_size"] == 2 and "world size 2" in run.stdout + run.stderr
     run = _accelerate(["-m", "train.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
                        "--data", str(manifests["devtest"]), "--output", str(tmp_path / "eval"),
-                       "--max-new-tokens", "3"], tmp_path)  # fmt: skip
+                       "--max_new_tokens", "3"], tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["processes"] == 2 and results["num_clips"] == 4
@@ -200,8 +200,8 @@ def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
     from train import evaluate
 
     folder, manifests = setup
-    common = ["--model", str(folder / "graft"), "--data", str(manifests["devtest"]), "--max-new-tokens", "3",
-              "--batch-size", "3"]  # fmt: skip
+    common = ["--model", str(folder / "graft"), "--data", str(manifests["devtest"]), "--max_new_tokens", "3",
+              "--batch_size", "3"]  # fmt: skip
     whole = evaluate.main([*common, "--output", str(tmp_path / "whole")])
     streamed = evaluate.main([*common, "--output", str(tmp_path / "streamed"), "--streaming"])
     assert streamed == whole and whole["num_clips"] == 4

@@ -2,188 +2,42 @@
 
     python -m train.build --tiny --output build/tiny-graft
     python -m train.build --llm Qwen/Qwen2-VL-7B-Instruct --encoder openai/whisper-large-v3-turbo \
-        --output build/qwen2-vl-7b-audio [--audio-downsample 2 --projector-type mlp]
+        --output build/qwen2-vl-7b-audio [--audio_downsample 2 --projector_type mlp]
+    python -m train.build --release_config --output .
 
 `--tiny` writes a few-MB random graft with an offline byte-level tokenizer that carries the
-Qwen2-VL and audio special tokens: nothing is downloaded. `--llm` takes a Qwen2-VL checkpoint,
-or a text-only Qwen2 causal LM whose weights go into the Qwen2-VL text model (then no vision
-tower is built unless `--vision-tower` is given). The projector is freshly initialised, its outputs at
-RMS `--projector-gain` (1.0; `embedding` for the text-embedding RMS). `<|audio_bos|>`, `<|AUDIO|>`
-and `<|audio_eos|>` take embedding rows the LLM never trained: they start at the mean of its
-trained input embeddings (`init_audio_marker_rows`).
+Qwen2-VL and audio special tokens: nothing is downloaded (`train.tiny`). `--llm` takes a Qwen2-VL
+checkpoint, or a text-only Qwen2 causal LM whose weights go into the Qwen2-VL text model (then no
+vision tower is built unless `--vision_tower` is given). The projector is freshly initialised, its
+outputs at RMS `--projector_gain` (1.0; `embedding` for the text-embedding RMS). `<|audio_bos|>`,
+`<|AUDIO|>` and `<|audio_eos|>` take embedding rows the LLM never trained: they start at the mean
+of its trained input embeddings (`init_audio_marker_rows`). `--release_config` writes only the
+release graft's configs (`train.release`).
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
-from tokenizers import AddedToken, pre_tokenizers
+from tokenizers import AddedToken
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
-    GenerationConfig,
     Qwen2VLForConditionalGeneration,
-    Qwen2VLImageProcessorPil,
-    WhisperConfig,
     WhisperFeatureExtractor,
     WhisperModel,
 )
-from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-from train.graft import (
-    Qwen2AudioGraftConfig,
-    Qwen2AudioGraftForConditionalGeneration,
-    Qwen2AudioGraftProcessor,
-    Qwen2AudioGraftProjector,
-)
+from train.folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
+from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftForConditionalGeneration, Qwen2AudioGraftProjector
+from train.release import write_release_config
+from train.tiny import build_tiny
 
-SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>",
-]  # fmt: skip
-AUDIO_SPECIAL_TOKENS = ["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
-EXTRA_AUTO_CLASSES = ("AutoModelForSpeechSeq2Seq", "AutoModelForCausalLM", "AutoModelForImageTextToText")
 # The projector's starting output RMS. Measured on the mini graft (docs/training.md, "Projector
 # scale"): gain 1.0 listens sooner and transcribes better than the text-embedding RMS (0.0173 for
 # Qwen2.5-0.5B) at the same steps and data.
 DEFAULT_PROJECTOR_GAIN = 1.0
-MODEL_CLASS_REF = "modeling_qwen2_audio_graft.Qwen2AudioGraftForConditionalGeneration"
-CUSTOM_PIPELINES = {
-    "automatic-speech-recognition": {
-        "impl": "pipeline_qwen2_audio_graft.Qwen2AudioGraftASRPipeline",
-        "pt": ["AutoModelForSpeechSeq2Seq"],
-        "type": "audio",
-    }
-}
-
-
-def tiny_tokenizer(special_tokens=SPECIAL_TOKENS) -> Qwen2Tokenizer:
-    """A byte-level tokenizer with no merges (one token per byte) plus the special tokens."""
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {symbol: index for index, symbol in enumerate(alphabet)}
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], errors="replace")
-    tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens[1:])})
-    tokenizer.eos_token = "<|im_end|>"
-    return tokenizer
-
-
-def token_ids(tokenizer) -> dict:
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
-        ("audio_bos_token_id", "<|audio_bos|>"), ("audio_token_id", "<|AUDIO|>"),
-        ("audio_eos_token_id", "<|audio_eos|>"),
-    )}  # fmt: skip
-    missing = [name for name, value in ids.items() if value is None or value == tokenizer.unk_token_id]
-    if missing:
-        raise ValueError(f"The tokenizer lacks special tokens for {missing}")
-    return ids
-
-
-def tiny_config(tokenizer, audio_downsample=1, projector_type="linear", encode_padding=True) -> Qwen2AudioGraftConfig:
-    text = dict(
-        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=8192,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-        bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2)
-    audio = WhisperConfig(
-        d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500, vocab_size=100,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, begin_suppress_tokens=None,
-        init_std=0.3,
-    )  # fmt: skip
-    return Qwen2AudioGraftConfig(
-        text_config=text, vision_config=vision, audio_config=audio, audio_downsample=audio_downsample,
-        projector_type=projector_type, max_audio_seconds=120.0, encode_padding=encode_padding, **token_ids(tokenizer),
-    )  # fmt: skip
-
-
-def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftProcessor:
-    feature_extractor = WhisperFeatureExtractor(feature_size=config.audio_config.num_mel_bins)
-    if image_processor is None:
-        image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
-    return Qwen2AudioGraftProcessor(
-        feature_extractor=feature_extractor,
-        tokenizer=tokenizer,
-        image_processor=image_processor,
-        audio_downsample=config.audio_downsample,
-        max_audio_seconds=config.max_audio_seconds,
-    )
-
-
-def generation_config(tokenizer) -> GenerationConfig:
-    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    return GenerationConfig(do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-
-
-def save_graft(model, processor, output: Path, max_shard_size="2GB") -> None:
-    """Save weights, config (with every auto class and the ASR pipeline), processor and code."""
-    output.mkdir(parents=True, exist_ok=True)
-    model.config.custom_pipelines = CUSTOM_PIPELINES
-    model.save_pretrained(output, max_shard_size=max_shard_size)
-    processor.save_pretrained(output)
-    # save_pretrained writes AutoConfig and AutoModel; the other heads resolve to the same class.
-    config = Qwen2AudioGraftConfig.from_pretrained(output)
-    config.auto_map = {**config.auto_map, **{name: MODEL_CLASS_REF for name in EXTRA_AUTO_CLASSES}}
-    config.architectures = [type(model).__name__]
-    config.save_pretrained(output)
-
-
-def build_tiny(output: Path, audio_downsample=1, projector_type="linear", seed=0, encode_padding=True):
-    torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
-    config = tiny_config(tokenizer, audio_downsample, projector_type, encode_padding)
-    model = Qwen2AudioGraftForConditionalGeneration(config).eval()
-    model.generation_config = generation_config(tokenizer)
-    processor = make_processor(tokenizer, config)
-    save_graft(model, processor, output)
-    return model, processor
-
-
-def release_config(audio_downsample=1, projector_type="linear") -> Qwen2AudioGraftConfig:
-    """The release graft: Qwen2-VL-7B-Instruct's text and vision settings + whisper-large-v3-turbo's encoder."""
-    text = dict(
-        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
-        use_sliding_window=False, sliding_window=32768, max_window_layers=28, bos_token_id=151643,
-        eos_token_id=151645, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-    )  # fmt: skip
-    vision = dict(depth=32, embed_dim=1280, hidden_size=3584, hidden_act="quick_gelu", mlp_ratio=4, num_heads=16,
-                  in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)  # fmt: skip
-    config = Qwen2AudioGraftConfig(
-        text_config=text, vision_config=vision, audio_downsample=audio_downsample, projector_type=projector_type,
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
-        audio_bos_token_id=151657, audio_token_id=151658, audio_eos_token_id=151659, dtype=torch.bfloat16,
-    )  # fmt: skip
-    config.architectures = ["Qwen2AudioGraftForConditionalGeneration"]
-    config.custom_pipelines = CUSTOM_PIPELINES
-    config.auto_map = {
-        "AutoConfig": "configuration_qwen2_audio_graft.Qwen2AudioGraftConfig",
-        "AutoModel": MODEL_CLASS_REF, **{name: MODEL_CLASS_REF for name in EXTRA_AUTO_CLASSES},
-    }  # fmt: skip
-    return config
-
-
-def write_release_config(output: Path, audio_downsample=1, projector_type="linear") -> None:
-    """config.json, generation_config.json and the processor's config of the release graft."""
-    config = release_config(audio_downsample, projector_type)
-    config.to_json_file(output / "config.json")  # not save_pretrained: the code is already at the root
-    GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[151645, 151643], pad_token_id=151643,
-                     bos_token_id=151643).save_pretrained(output)  # fmt: skip
-    processor_config = {
-        "processor_class": "Qwen2AudioGraftProcessor",
-        "auto_map": {"AutoProcessor": "processing_qwen2_audio_graft.Qwen2AudioGraftProcessor"},
-        "audio_downsample": config.audio_downsample,
-        "max_audio_seconds": config.max_audio_seconds,
-        "feature_extractor": WhisperFeatureExtractor(feature_size=128).to_dict(),
-        "image_processor": Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280).to_dict(),
-    }
-    (output / "processor_config.json").write_text(json.dumps(processor_config, indent=2, sort_keys=True) + "\n")
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -317,23 +171,29 @@ def _gain(value: str) -> float | None:
     return None if value == "embedding" else float(value)
 
 
+def _add_switch(parser, name: str, default, help=None) -> None:
+    """`--name` and `--no_name`, spelled as HfArgumentParser spells the stages' boolean flags."""
+    parser.add_argument(f"--{name}", dest=name, action="store_true", default=default, help=help)
+    parser.add_argument(f"--no_{name}", dest=name, action="store_false")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--tiny", action="store_true", help="a few-MB random graft, nothing downloaded")
-    parser.add_argument("--release-config", action="store_true", help="only the release 7B graft's configs")
+    parser.add_argument("--release_config", action="store_true", help="only the release 7B graft's configs")
     parser.add_argument("--llm", help="Qwen2-VL or Qwen2 checkpoint (path or Hub id)")
     parser.add_argument("--encoder", help="Whisper checkpoint (path or Hub id)")
-    parser.add_argument("--audio-downsample", type=int, default=1, choices=(1, 2, 4, 8))
-    parser.add_argument("--projector-type", default="linear", choices=("linear", "mlp"))
-    parser.add_argument("--projector-norm", action=argparse.BooleanOptionalAction, default=True,
-                        help="end the projector with an RMSNorm at the text embeddings' scale (composed grafts)")
-    parser.add_argument("--encode-padding", action=argparse.BooleanOptionalAction, default=True,
-                        help="the encoder sees whole 30 s windows (default) or, with --no-encode-padding, real audio only")
-    parser.add_argument("--projector-gain", type=_gain, default=DEFAULT_PROJECTOR_GAIN,
+    parser.add_argument("--audio_downsample", type=int, default=1, choices=(1, 2, 4, 8))
+    parser.add_argument("--projector_type", default="linear", choices=("linear", "mlp"))
+    _add_switch(parser, "projector_norm", True,
+                "end the projector with an RMSNorm at the text embeddings' scale (composed grafts)")
+    _add_switch(parser, "encode_padding", True,
+                "the encoder sees whole 30 s windows (default) or, with --no_encode_padding, real audio only")
+    parser.add_argument("--projector_gain", type=_gain, default=DEFAULT_PROJECTOR_GAIN,
                         help="the projector's starting output RMS, or 'embedding' for the LLM's text-embedding RMS")
-    parser.add_argument("--max-audio-seconds", type=float, default=300.0)
-    parser.add_argument("--vision-tower", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--max_audio_seconds", type=float, default=300.0)
+    _add_switch(parser, "vision_tower", None)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     args = parser.parse_args(argv)
     if args.release_config:

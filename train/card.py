@@ -2,9 +2,9 @@
 
 Run:
 
-    .venv/bin/python -m train.card --results results.json --repo-id ORG/NAME \
-        --base-model openai/whisper-base --base-model Qwen/Qwen2-VL-2B-Instruct \
-        --output out/model/README.md --widget-audio clip1.wav clip2.wav
+    .venv/bin/python -m train.card --results results.json --repo_id ORG/NAME \
+        --base_model openai/whisper-base --base_model Qwen/Qwen2-VL-2B-Instruct \
+        --output out/model/README.md --widget_audio clip1.wav clip2.wav
 
 `results.json` holds one result or a list of them, each
 {"dataset_name", "dataset_type", "split", "wer", "cer", "num_clips"} with WER and CER as
@@ -182,14 +182,14 @@ def copy_widget_audio(audio_paths: list[str], model_dir: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", required=True, help="JSON file: one result dict or a list of them")
-    parser.add_argument("--repo-id", required=True)
+    parser.add_argument("--repo_id", required=True)
     parser.add_argument("--output", required=True, help="README.md path inside the model folder")
-    parser.add_argument("--base-model", action="append", required=True, help="repeat for each base model")
+    parser.add_argument("--base_model", action="append", required=True, help="repeat for each base model")
     parser.add_argument("--dataset", action="append", default=[], help="training dataset id; repeatable")
     parser.add_argument("--license", default="apache-2.0")
     parser.add_argument("--language", default="en")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION, help="text after the audio in the usage snippet")
-    parser.add_argument("--widget-audio", nargs="+", action="extend", default=[],
+    parser.add_argument("--widget_audio", nargs="+", action="extend", default=[],
                         help="audio files to copy into samples/")
     args = parser.parse_args(argv)
 

@@ -18,9 +18,9 @@ import datasets
 import numpy as np
 import soundfile
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from train.encoder_cache import pad_states
 from train.graft import SAMPLING_RATE, build_prompt, resample_to_16k, to_float_mono
 
 
@@ -178,7 +178,8 @@ class SpeechCollator:
             "input_features_mask": torch.as_tensor(np.asarray(batch["input_features_mask"])),
         }
         if all("encoder_states" in i for i in items):  # stored encoder outputs (train.encoder_cache)
-            out["audio_encoder_states"] = pad_states([w for i in items for w in i["encoder_states"]])
+            windows = [w for i in items for w in i["encoder_states"]]  # each (frames, d_model), frames vary
+            out["audio_encoder_states"] = pad_sequence(windows, batch_first=True)  # (windows, longest, d_model)
         else:
             out["input_features"] = torch.as_tensor(np.asarray(batch["input_features"]))
         return out

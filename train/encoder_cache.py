@@ -14,10 +14,12 @@ records a checksum of its decoded samples, and reading a clip whose audio has si
 raises an error instead of training on stale states.
 """
 
+import argparse
 import hashlib
 import json
 import os
 import zlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from train.data import SpeechDataset, load_rows
 from train.graft import WINDOW_SAMPLES
+from train.loading import load_graft
 
 FRAME_MULTIPLE = 8  # the largest audio_downsample: stored frames cover every downsample's last token
 SHARD_BYTES = 1 << 30
@@ -148,7 +152,7 @@ def with_encoder_cache(model, processor, dataset, cache_dir, training_args=None)
     if not hasattr(dataset, "valid"):
         raise ValueError("encoder_cache_dir needs a map-style dataset: it cannot cache a streamed one")
     folder = Path(cache_dir) / f"encoder-states-{fingerprint(_graft_model(model), dataset.rows, dataset)}"
-    first = training_args.main_process_first(local=True) if training_args is not None else _nothing()
+    first = training_args.main_process_first(local=True) if training_args is not None else nullcontext()
     with first:
         if not (folder / INDEX_FILE).exists():
             partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
@@ -158,33 +162,8 @@ def with_encoder_cache(model, processor, dataset, cache_dir, training_args=None)
     return CachedEncoderDataset(dataset, folder)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
-
-
-def pad_states(windows: list[torch.Tensor]) -> torch.Tensor:
-    """Stack windows of different frame counts into `(windows, longest, d_model)`, zero-padded."""
-    longest = max(w.shape[0] for w in windows)
-    out = windows[0].new_zeros((len(windows), longest, windows[0].shape[-1]))
-    for i, w in enumerate(windows):
-        out[i, : w.shape[0]] = w
-    return out
-
-
-
-
-
 def main(argv=None):
     """Build the cache ahead of training (the stages build it themselves when it is missing)."""
-    import argparse
-
-    from train.data import SpeechDataset, load_rows
-    from train.loading import load_graft
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", required=True, help="graft folder (its encoder is the one cached)")
     parser.add_argument("--train_data", required=True)

@@ -2,7 +2,7 @@
 
     python -m train.evaluate --model build/mini-graft --data build/corpus/devtest.jsonl --output build/eval
     python -m train.evaluate --model out/merged --dtype bfloat16 --data speechbrain/LargeScaleASR \
-        --dataset-config small --split test --audio-column wav --streaming --output out/eval
+        --dataset_config small --split test --audio_column wav --streaming --output out/eval
     accelerate launch --num_processes 2 -m train.evaluate --model ... --data ... --output ...   # data-parallel
 
 Clips are read, transcribed and dropped a batch at a time, so a test set of any size runs in the
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from train.data import SpeechDataset, StreamingSpeechDataset, load_rows
 from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt
-from train.loading import load_graft
+from train.loading import add_graft_arguments, load_graft
 from train.metrics import clip_records, compute_metrics, write_jsonl
 
 
@@ -72,21 +72,19 @@ def evaluate_dataset(model, processor, dataset, accelerator=None, batch_size=8, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="graft folder (full precision)")
-    parser.add_argument("--projector", help="stage 1 output folder to load the projector from")
-    parser.add_argument("--adapter", help="stage 2 output folder (LoRA adapter + projector)")
+    add_graft_arguments(parser)
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")
-    parser.add_argument("--dataset-config", help="the Hub dataset's configuration (e.g. small for LargeScaleASR)")
+    parser.add_argument("--dataset_config", help="the Hub dataset's configuration (e.g. small for LargeScaleASR)")
     parser.add_argument("--streaming", action="store_true", help="read a Hub dataset as it goes (no download first)")
-    parser.add_argument("--dataset-name", help="name for the model card (default: the data path)")
-    parser.add_argument("--dataset-type", help="Hub dataset id for the model card (default: the data path)")
-    parser.add_argument("--audio-column", default="audio")
-    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--dataset_name", help="name for the model card (default: the data path)")
+    parser.add_argument("--dataset_type", help="Hub dataset id for the model card (default: the data path)")
+    parser.add_argument("--audio_column", default="audio")
+    parser.add_argument("--text_column", default="text")
     parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-samples", type=int)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--max_samples", type=int)
+    parser.add_argument("--max_new_tokens", type=int, default=128)
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ equal. `ListeningCallback` runs the check and the WER at every evaluation and lo
 `eval_cer`, `eval_loss_own_audio`, `eval_loss_zeroed_audio` and `eval_loss_shuffled_audio`.
 
     python -m train.listening --model build/mini-base --adapter mini/trained/stage2 \\
-        --data build/demo-corpus/devtest.jsonl --max-samples 24
+        --data build/demo-corpus/devtest.jsonl --max_samples 24
 """
 
 import argparse
@@ -110,15 +110,13 @@ class ListeningCallback(TrainerCallback):
 def main(argv=None):
     from train.data import SpeechDataset, load_rows
     from train.graft import DEFAULT_INSTRUCTION
-    from train.loading import load_graft
+    from train.loading import add_graft_arguments, load_graft
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="graft folder")
-    parser.add_argument("--projector", help="stage 1 output folder")
-    parser.add_argument("--adapter", help="stage 2 output folder")
+    add_graft_arguments(parser)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--max-samples", type=int, default=24, help="clips spread evenly over the set")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max_samples", type=int, default=24, help="clips spread evenly over the set")
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args(argv)
     model, processor = load_graft(args.model, args.projector, args.adapter, dtype=getattr(torch, args.dtype))

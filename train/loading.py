@@ -21,6 +21,13 @@ def load_projector(model, folder) -> None:
     model.model.audio_projector.load_state_dict(projector, strict=True)
 
 
+def add_graft_arguments(parser) -> None:
+    """`--model`, `--projector` and `--adapter`: what `load_graft` loads, for the commands that run a graft."""
+    parser.add_argument("--model", required=True, help="graft folder (full precision)")
+    parser.add_argument("--projector", help="stage 1 output folder to load the projector from")
+    parser.add_argument("--adapter", help="stage 2 output folder (LoRA adapter + projector)")
+
+
 def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **kwargs):
     """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
     adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""

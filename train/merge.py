@@ -1,7 +1,7 @@
 """Merge the trained pieces into a full-precision base, save a complete model folder, and check it.
 
     python -m train.merge --base build/qwen2-vl-7b-audio --projector out/stage1 --adapter out/stage2 \
-        --output out/merged [--dtype bfloat16 --max-shard-size 5GB]
+        --output out/merged [--dtype bfloat16 --max_shard_size 5GB]
 
 The LoRA adapter (with its projector) is applied to the full-precision base, never to a 4-bit
 one (merging into 4-bit weights rounds them again: peft #2321). The check is made on what was
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.build import save_graft
+from train.folder import save_graft
 from train.graft import SAMPLING_RATE, build_prompt
 from train.loading import load_graft
 
@@ -79,7 +79,7 @@ def main(argv=None):
     parser.add_argument("--adapter", help="stage 2 output folder (adapter + projector)")
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--max-shard-size", default="5GB")
+    parser.add_argument("--max_shard_size", default="5GB")
     parser.add_argument("--tolerance", type=float)
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)

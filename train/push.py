@@ -2,14 +2,15 @@
 
 Run:
 
-    .venv/bin/python -m train.push --folder out/model --repo-id ORG/NAME [--private] [--verify]
+    .venv/bin/python -m train.push --folder out/model --repo_id ORG/NAME [--private] [--verify]
     # offline smoke run: record what would be uploaded instead of uploading
-    .venv/bin/python -m train.push --folder out/model --repo-id ORG/NAME --fake-api-record out/push.json --verify
+    .venv/bin/python -m train.push --folder out/model --repo_id ORG/NAME --fake_api_record out/push.json --verify
 
-`files_to_upload` decides the list and `push` sends exactly that list in one `create_commit` of
-`CommitOperationAdd`s, so what is printed, tested and uploaded is one list. (`upload_folder`
-with `allow_patterns` would match globs against the whole tree, so `*.safetensors` would also
-pick up `checkpoint-*/model.safetensors`.) The commit only adds: files already in the repo stay.
+`files_to_upload` decides the list and `push` hands exactly that list to `upload_folder` as its
+`allow_patterns` (each path escaped, so it matches only itself), so what is printed, tested and
+uploaded is one list. (Globs such as `*.safetensors` would be matched against the whole tree and
+also pick up `checkpoint-*/model.safetensors`; patterns cannot refuse symlinks.) The upload only
+adds: files already in the repo stay.
 
 Uploaded: top-level weights (`*.safetensors`, `model.safetensors.index.json`), configs and
 tokenizer files (`CONFIG_FILES`), top-level `*.py`, `README.md`, and `samples/*.wav`. Never:
@@ -18,10 +19,12 @@ pickles (`*.bin`, `*.pt`, `*.pth`), symlinks (they can point outside the folder)
 """
 
 import argparse
+import glob
 import json
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import HfApi
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
 CONFIG_FILES = frozenset({
     "config.json", "generation_config.json", "processor_config.json", "preprocessor_config.json",
@@ -109,22 +112,24 @@ def check_upload(folder: str | Path, files: list[str]) -> None:
 
 
 def push(folder: str | Path, repo_id: str, api=None, private: bool = False) -> list[str]:
-    """Create `repo_id` if needed and commit exactly `files_to_upload(folder)`; return that list."""
+    """Create `repo_id` if needed and upload exactly `files_to_upload(folder)`; return that list."""
     folder = Path(folder)
     files = files_to_upload(folder)
     check_upload(folder, files)
     api = api if api is not None else HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
-    api.create_commit(repo_id, operations=operations, commit_message=f"Upload {len(files)} model files")
+    api.upload_folder(repo_id=repo_id, folder_path=folder, allow_patterns=[glob.escape(name) for name in files],
+                      commit_message=f"Upload {len(files)} model files")  # fmt: skip
     return files
 
 
 class FakeHfApi:
     """Recording stand-in for `HfApi` in tests and offline smoke runs: uploads nothing.
 
-    It records each `create_repo` and the paths of each `create_commit`, and rewrites
-    `record_path` (if given) as JSON after every call.
+    It records each `create_repo` and, for each `upload_folder`, the paths `HfApi.upload_folder`
+    would send: the folder's files through huggingface_hub's own pattern filter, with the
+    patterns given and its default ignores. It rewrites `record_path` (if given) as JSON after
+    every call.
     """
 
     def __init__(self, record_path: str | Path | None = None):
@@ -136,8 +141,12 @@ class FakeHfApi:
         self._save()
         return f"fake://{repo_id}"
 
-    def create_commit(self, repo_id: str, operations, *, commit_message: str, **kwargs):
-        paths = [operation.path_in_repo for operation in operations]
+    def upload_folder(self, *, repo_id: str, folder_path, commit_message: str, allow_patterns=None,
+                      ignore_patterns=None, **kwargs):  # fmt: skip
+        folder = Path(folder_path)
+        files = sorted(path.relative_to(folder).as_posix() for path in folder.glob("**/*") if path.is_file())
+        ignore = [*(ignore_patterns or []), *DEFAULT_IGNORE_PATTERNS]
+        paths = list(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore))
         self.record["commits"].append({"repo_id": repo_id, "commit_message": commit_message, "paths": paths})
         self._save()
 
@@ -167,10 +176,10 @@ def verify(repo_id: str, audio_path: str | Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", required=True, type=Path)
-    parser.add_argument("--repo-id", required=True)
+    parser.add_argument("--repo_id", required=True)
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--verify", action="store_true", help="reload with trust_remote_code and transcribe")
-    parser.add_argument("--fake-api-record", type=Path, help="record to this JSON file instead of uploading")
+    parser.add_argument("--fake_api_record", type=Path, help="record to this JSON file instead of uploading")
     args = parser.parse_args(argv)
 
     api = FakeHfApi(args.fake_api_record) if args.fake_api_record else None

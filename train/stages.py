@@ -57,13 +57,22 @@ class TrainedOnlyTrainer(Trainer):
             self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
         return super().create_optimizer(model)
 
+    def _grouped(self, dataset, batch_size: int):
+        """A LengthGroupedSampler over the dataset's own `lengths`, or None to leave it to Trainer."""
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
+            return None
+        return LengthGroupedSampler(batch_size, lengths=list(lengths))
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        lengths = getattr(dataset, "lengths", None)
-        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=list(lengths))  # fmt: skip
-        return super()._get_train_sampler(train_dataset)
+        grouped = self._grouped(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+        return grouped if grouped is not None else super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Trainer groups the eval set by length too under group_by_length, reading every item to measure it.
+        grouped = self._grouped(eval_dataset, self.args.eval_batch_size)
+        return grouped if grouped is not None else super()._get_eval_sampler(eval_dataset)
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)

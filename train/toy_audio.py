@@ -1,6 +1,6 @@
 """A small generated audio set for smoke runs and tests, where the audio determines the text.
 
-    python -m train.toy_audio --output build/smoke/audio [--train 16 --devtest 6 --words 16 --max-words 3]
+    python -m train.toy_audio --output build/smoke/audio [--train 16 --devtest 6 --words 16 --max_words 3]
 
 Each word of the vocabulary has its own tone (`word_frequency`); a clip says its text as one
 0.4 s tone per word, with a little noise, at 16 or 22.05 kHz (the processor resamples). A model
@@ -75,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--devtest", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--words", type=int, default=16, help="vocabulary size (one tone per word)")
-    parser.add_argument("--max-words", type=int, default=3, help="words per clip, at most")
+    parser.add_argument("--max_words", type=int, default=3, help="words per clip, at most")
     args = parser.parse_args(argv)
     print(make_toy_audio(args.output, args.train, args.devtest, args.seed, args.words, args.max_words))
 

@@ -1,0 +1,116 @@
+"""Corpus outputs: the train/devtest manifests, their statistics and summary, the leakage check
+and the clip files no manifest names.
+
+A manifest is JSONL, one clip a line: ``audio`` (path relative to the manifest), ``text``,
+``source`` (tts | real), ``voice`` and ``duration`` in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mini.corpus.text import sentence_key
+from mini.corpus.voices import EVAL_ONLY_VOICES
+
+if TYPE_CHECKING:
+    from mini.corpus.jobs import RunResult
+
+
+def write_manifest(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.part")
+    with tmp.open("w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path) -> list[dict]:
+    with Path(path).open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def base_voice(label: str) -> str:
+    return label.split("+", 1)[0]
+
+
+def compute_stats(records_by_split: dict[str, list[dict]], failures: list[dict]) -> dict:
+    stats: dict = {}
+    for split, records in records_by_split.items():
+        by_voice: dict[str, list[float]] = defaultdict(list)
+        for rec in records:
+            by_voice[rec["voice"]].append(rec["duration"])
+        stats[split] = {
+            "clips": len(records),
+            "hours": round(sum(r["duration"] for r in records) / 3600, 4),
+            "voices": {v: {"clips": len(d), "minutes": round(sum(d) / 60, 2),
+                           "hours": round(sum(d) / 3600, 4)} for v, d in sorted(by_voice.items())},
+        }
+    stats["failures"] = {
+        "total": len(failures),
+        "by_reason": dict(Counter(f"{f['split']}/{f['voice']}/{f['reason']}" for f in failures)),
+        "examples": failures[:20],
+    }
+    return stats
+
+
+def summary_table(stats: dict) -> str:
+    """Clips and minutes per split and base voice (espeak variants grouped)."""
+    lines = [f"{'split':8} {'voice':34} {'clips':>6} {'minutes':>8}"]
+    for split in ("train", "devtest"):
+        grouped: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        for voice, v in stats.get(split, {}).get("voices", {}).items():
+            grouped[base_voice(voice)][0] += v["clips"]
+            grouped[base_voice(voice)][1] += v["minutes"]
+        for voice, (clips, minutes) in sorted(grouped.items()):
+            lines.append(f"{split:8} {voice:34} {clips:6d} {minutes:8.1f}")
+        total = stats.get(split, {})
+        lines.append(f"{split:8} {'TOTAL':34} {total.get('clips', 0):6d} "
+                     f"{total.get('hours', 0) * 60:8.1f}")
+    lines.append(f"failed clips: {stats['failures']['total']} {stats['failures']['by_reason']}")
+    return "\n".join(lines)
+
+
+def check_disjoint(train_manifest, devtest_manifest) -> None:
+    """Raise ValueError if a devtest voice, a real recording or a devtest sentence is in train."""
+    train, devtest = read_manifest(train_manifest), read_manifest(devtest_manifest)
+    train_voices = {r["voice"] for r in train}
+    shared = sorted(train_voices & {r["voice"] for r in devtest})
+    if shared:
+        raise ValueError(f"voice crosses from devtest to train: expected no shared voices, "
+                         f"got {shared}")
+    eval_only = sorted({r["voice"] for r in train
+                        if r["voice"] in EVAL_ONLY_VOICES or r["source"] != "tts"})
+    if eval_only:
+        raise ValueError(f"evaluation-only voice in train: expected only TTS training voices, "
+                         f"got {eval_only}")
+    devtest_keys = {sentence_key(r["text"]) for r in devtest}
+    crossing = sorted({r["text"] for r in train if sentence_key(r["text"]) in devtest_keys})
+    if crossing:
+        raise ValueError(f"sentence crosses from devtest to train: expected no shared "
+                         f"sentences, got {len(crossing)}, e.g. {crossing[0]!r}")
+
+
+def write_outputs(out: Path, result: RunResult, info: dict) -> dict:
+    """train.jsonl and devtest.jsonl (records sorted by path) and stats.json into `out`; returns the stats."""
+    by_split = {s: sorted((r for r in result.records if r["audio"].startswith(s + "/")),
+                          key=lambda r: r["audio"]) for s in ("train", "devtest")}
+    for split, records in by_split.items():
+        write_manifest(out / f"{split}.jsonl", records)
+    stats = compute_stats(by_split, result.failures)
+    stats.update(info)
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def stale_files(out: Path, records: list[dict], prune: bool) -> int:
+    """Clips left by runs with other settings (not in the manifests); deleted if prune."""
+    wanted = {r["audio"] for r in records}
+    stale = [p for split in ("train", "devtest") for p in sorted((out / split).glob("*"))
+             if p.is_file() and p.relative_to(out).as_posix() not in wanted]
+    for path in stale if prune else []:
+        path.unlink()
+    return len(stale)

@@ -1,0 +1,70 @@
+"""What the stages' Trainer saves and how it builds its optimizer (train.stages.TrainedOnlyTrainer)."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainingArguments
+
+from train.loading import load_graft
+from train.stage1_align import freeze_all_but_projector
+from train.stages import TrainedOnlyTrainer, parameter_groups
+from train.tiny import build_tiny
+
+
+@pytest.fixture(scope="module")
+def stage1_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("graft")
+    build_tiny(folder)
+    model, _ = load_graft(folder)
+    return model, freeze_all_but_projector(model)
+
+
+def _trainer(model, tmp_path, **kwargs):
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", learning_rate=1e-4,
+                             weight_decay=0.1)  # fmt: skip
+    return TrainedOnlyTrainer(model=model, args=args, **kwargs)
+
+
+def test_save_writes_the_state_dict_it_is_given(stage1_model, tmp_path):
+    """Under FSDP and DeepSpeed, Trainer.save_model passes the gathered state dict (the parameters
+    themselves are shards there): that is what must be written, not `named_parameters()`."""
+    model, trained = stage1_model
+    trainer = _trainer(model, tmp_path)
+    gathered = {name: torch.full_like(p, 7.0) for name, p in model.state_dict().items()}
+    trainer._save(str(tmp_path / "given"), state_dict=gathered)
+    saved = load_file(str(tmp_path / "given" / "model.safetensors"))
+    assert sorted(saved) == sorted(trained)
+    assert all(torch.equal(saved[name], gathered[name]) for name in trained)
+
+
+def test_save_without_a_state_dict_gathers_it_through_the_accelerator(stage1_model, tmp_path):
+    model, trained = stage1_model
+    trainer = _trainer(model, tmp_path)
+    trainer._save(str(tmp_path / "own"))
+    saved = load_file(str(tmp_path / "own" / "model.safetensors"))
+    assert sorted(saved) == sorted(trained)
+    assert all(torch.equal(saved[name], model.get_parameter(name).detach()) for name in trained)
+
+
+def test_save_refuses_a_state_dict_missing_trained_weights(stage1_model, tmp_path):
+    model, trained = stage1_model
+    trainer = _trainer(model, tmp_path)
+    partial = {k: v for k, v in model.state_dict().items() if k != trained[0]}
+    with pytest.raises(ValueError) as info:
+        trainer._save(str(tmp_path / "partial"), state_dict=partial)
+    assert str(info.value) == f"The state dict to save lacks trained weights: {[trained[0]]}"
+
+
+def test_projector_learning_rate_gets_its_own_groups(stage1_model, tmp_path):
+    model, trained = stage1_model
+    for name, parameter in model.named_parameters():  # an LLM weight trains too, as LoRA would
+        parameter.requires_grad = name in trained or name == "model.language_model.layers.0.mlp.up_proj.weight"
+    trainer = _trainer(model, tmp_path, projector_learning_rate=1e-3)
+    optimizer = trainer.create_optimizer()
+    groups = [(g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups]
+    # LLM weight with decay; projector linear_1.weight with decay; projector bias and norm gain without.
+    assert groups == [(1e-4, 0.1, 1), (1e-3, 0.1, 1), (1e-3, 0.0, 2)]
+    names = trainer.get_decay_parameter_names(model)
+    assert parameter_groups(model, names, 0.0, 1e-4, 1e-3)[0]["params"][0] is model.get_parameter(
+        "model.language_model.layers.0.mlp.up_proj.weight")  # fmt: skip
+    freeze_all_but_projector(model)

@@ -1,0 +1,64 @@
+"""What every saved graft folder holds besides its weights: the special-token ids of its config,
+its processor and generation config, and the auto classes and ASR pipeline `save_graft` writes."""
+
+from pathlib import Path
+
+from transformers import GenerationConfig, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+
+from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftProcessor
+
+AUDIO_SPECIAL_TOKENS = ["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
+EXTRA_AUTO_CLASSES = ("AutoModelForSpeechSeq2Seq", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+MODEL_CLASS_REF = "modeling_qwen2_audio_graft.Qwen2AudioGraftForConditionalGeneration"
+CUSTOM_PIPELINES = {
+    "automatic-speech-recognition": {
+        "impl": "pipeline_qwen2_audio_graft.Qwen2AudioGraftASRPipeline",
+        "pt": ["AutoModelForSpeechSeq2Seq"],
+        "type": "audio",
+    }
+}
+
+
+def token_ids(tokenizer) -> dict:
+    """The config's special-token ids (`image_token_id`, `audio_token_id`, ...) in `tokenizer`."""
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
+        ("audio_bos_token_id", "<|audio_bos|>"), ("audio_token_id", "<|AUDIO|>"),
+        ("audio_eos_token_id", "<|audio_eos|>"),
+    )}  # fmt: skip
+    missing = [name for name, value in ids.items() if value is None or value == tokenizer.unk_token_id]
+    if missing:
+        raise ValueError(f"The tokenizer lacks special tokens for {missing}")
+    return ids
+
+
+def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftProcessor:
+    feature_extractor = WhisperFeatureExtractor(feature_size=config.audio_config.num_mel_bins)
+    if image_processor is None:
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+    return Qwen2AudioGraftProcessor(
+        feature_extractor=feature_extractor,
+        tokenizer=tokenizer,
+        image_processor=image_processor,
+        audio_downsample=config.audio_downsample,
+        max_audio_seconds=config.max_audio_seconds,
+    )
+
+
+def generation_config(tokenizer) -> GenerationConfig:
+    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    return GenerationConfig(do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+
+
+def save_graft(model, processor, output: Path, max_shard_size="2GB") -> None:
+    """Save weights, config (with every auto class and the ASR pipeline), processor and code."""
+    output.mkdir(parents=True, exist_ok=True)
+    model.config.custom_pipelines = CUSTOM_PIPELINES
+    model.save_pretrained(output, max_shard_size=max_shard_size)
+    processor.save_pretrained(output)
+    # save_pretrained writes AutoConfig and AutoModel; the other heads resolve to the same class.
+    config = Qwen2AudioGraftConfig.from_pretrained(output)
+    config.auto_map = {**config.auto_map, **{name: MODEL_CLASS_REF for name in EXTRA_AUTO_CLASSES}}
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(output)
