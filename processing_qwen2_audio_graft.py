@@ -21,7 +21,7 @@ IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 
 # Qwen2-VL's chat format, with `{"type": "audio"}` items written as one audio placeholder. Video items
-# raise: the processor has no video path (Qwen2-VL's video processor needs torchvision).
+# never reach it: `apply_chat_template` refuses them (the processor has no video path).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
@@ -30,8 +30,6 @@ CHAT_TEMPLATE = (
     "{% else %}{% for item in message['content'] %}"
     "{% if item['type'] == 'audio' or 'audio' in item %}<|audio_bos|><|AUDIO|><|audio_eos|>"
     "{% elif item['type'] == 'image' or 'image' in item %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif item['type'] == 'video' or 'video' in item %}"
-    "{{ raise_exception('This processor takes no video: send frames as images, or audio and text') }}"
     "{% elif 'text' in item %}{{ item['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
@@ -189,6 +187,18 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         image_id, video_id = (self.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN))
         ids = input_ids.tolist() if hasattr(input_ids, "tolist") else list(input_ids)
         return [1 if i == image_id else 2 if i == video_id else 0 for i in ids]
+
+    def apply_chat_template(self, conversation, *args, **kwargs):
+        """Qwen2-VL's chat template with audio items; a video item raises `ValueError` (there is no
+        video path: Qwen2-VL's video processor needs torchvision)."""
+        conversations = conversation if conversation and isinstance(conversation[0], (list, tuple)) else [conversation]
+        for messages in conversations:
+            for message in messages:
+                content = message.get("content") if isinstance(message, dict) else None
+                for item in content if isinstance(content, (list, tuple)) else []:
+                    if isinstance(item, dict) and (item.get("type") == "video" or "video" in item):
+                        raise ValueError("This processor takes no video: send frames as images, or audio and text")
+        return super().apply_chat_template(conversation, *args, **kwargs)
 
     def batch_decode(self, *args, **kwargs):
         return self.tokenizer.batch_decode(*args, **kwargs)

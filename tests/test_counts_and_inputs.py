@@ -177,3 +177,19 @@ def test_model_rejects_wrong_feature_shapes(tiny):
     with pytest.raises(ValueError) as info:
         model.get_audio_features(inputs["input_features"], torch.zeros(1, 3000, dtype=torch.long))
     assert str(info.value) == "input_features_mask row 0 marks no audio: every window must hold audio"
+
+
+def test_chat_template_refuses_video_and_writes_audio_and_image_placeholders(tiny):
+    _, processor = tiny
+    video = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    with pytest.raises(ValueError) as info:
+        processor.apply_chat_template(video, tokenize=False, add_generation_prompt=True)
+    assert str(info.value) == "This processor takes no video: send frames as images, or audio and text"
+    with pytest.raises(ValueError):
+        processor.apply_chat_template([video], tokenize=False)  # a batch of conversations too
+    mixed = [{"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "Same?"}]}]
+    assert processor.apply_chat_template(mixed, tokenize=False, add_generation_prompt=True) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|><|audio_bos|><|AUDIO|><|audio_eos|>Same?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
