@@ -6,11 +6,11 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps demo-train demo-train-gpu mini-train-gpu smoke-train bench clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps demo-train recipe-ablation demo-train-gpu mini-train-gpu smoke-train bench clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
-MINI_SWEEP_STEPS ?= 40
-MINI_SWEEP_CONFIGS ?= 4:linear:real 2:linear:real 1:linear:real 4:mlp:real
-MINI_STAGE2_MORE_STEPS ?= 60
+MINI_SWEEP_STEPS ?= 300
+MINI_SWEEP_CONFIGS ?= 8:linear:real 4:linear:real 2:linear:real
+MINI_STEPS ?= 2500
 
 LATEST_VENV := .venv-latest
 LATEST_PY := $(LATEST_VENV)/bin/python
@@ -69,21 +69,27 @@ demo: $(VENV)/.installed demo-deps
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 
-# Retrain the committed pieces from scratch on CPU (README says how long): the downsample x projector
-# sweep (stage 1 of each), stage 2 of the chosen configuration, both scored on the dev-test set.
+# Retrain the committed pieces from scratch on CPU (docs/mini-graft.md says how long): the 20,000-clip
+# corpus, the audio_downsample sweep (MINI_SWEEP_STEPS of joint training each), then the chosen run
+# continued to MINI_STEPS (--resume true), kept in mini/trained and scored on the dev-test set.
+SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
+LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
-	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --eval_dtype float32 --promote
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --init_adapter build/mini-train/stage2 \
-		--output_dir build/mini-train/stage2-more --max_steps $(MINI_STAGE2_MORE_STEPS) --save_steps $(MINI_STAGE2_MORE_STEPS)
-	$(PY) -m mini.demo keep --stage2 build/mini-train/stage2-more --note "make demo-train on $$(nproc) CPU cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)): stage 2 $(MINI_STAGE2_MORE_STEPS) more steps from the first 40"
+	$(SWEEP_COMMAND)
+	$(LONG_COMMAND)
+	$(PY) -m mini.demo keep --run build/mini-train/stage2 --commands "$(SWEEP_COMMAND)" "$(LONG_COMMAND)"
 	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
 
+# The recipe's other measured choices (docs/training.md): projector gain 1.0 against the text-embedding
+# RMS, joint training against stage 1 then stage 2, at the sweep's budget and downsample 4.
+recipe-ablation: $(VENV)/.installed
+	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+
 # Retrain the committed pieces on one GPU: a 12,000-clip corpus (training clips in Ogg Opus), then
-# mini-train-gpu. README says how long it took on which GPU.
+# mini-train-gpu.
 MINI_GPU_CORPUS ?= build/corpus-12k
 SWEEP_STEPS ?= 600
 SWEEP_OVERRIDES ?=
@@ -93,17 +99,17 @@ demo-train-gpu: $(VENV)/.installed demo-deps
 	$(PY) -m mini.make_corpus --out $(MINI_GPU_CORPUS) --train_size 12000 --train_codec opus --no_progress
 	$(MAKE) mini-train-gpu
 
-# The GPU part: the downsample x projector sweep (stage 1 of each, side by side on the one GPU), stage 2
-# of the chosen configuration, both stages scored on the dev-test set, the pieces kept in mini/trained.
+# The GPU part: the downsample sweep side by side on the one GPU (train/configs/mini_stage2_gpu.yaml), the
+# chosen run continued, kept in mini/trained and scored.
 mini-train-gpu:
-	$(PY) -m mini.sweep --stage1_config train/configs/mini_stage1_gpu.yaml --corpus $(MINI_GPU_CORPUS) \
-		--steps $(SWEEP_STEPS) --configs 4:linear 2:linear 1:linear 4:mlp 4:linear:real --parallel --eval_batch_size 32 \
+	$(PY) -m mini.sweep --stage_config train/configs/mini_stage2_gpu.yaml --corpus $(MINI_GPU_CORPUS) \
+		--steps $(SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --parallel --eval_batch_size 32 \
 		--out build/mini-sweep-gpu --promote --stage_overrides "$(SWEEP_OVERRIDES)"
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_gpu.yaml --train_data $(MINI_GPU_CORPUS)/train.jsonl \
-		--eval_data $(MINI_GPU_CORPUS)/devtest.jsonl $(STAGE2_OVERRIDES)
-	$(PY) -m train.evaluate --model build/mini-base --adapter build/mini-train/stage2 --data $(MINI_GPU_CORPUS)/devtest.jsonl \
+		--eval_data $(MINI_GPU_CORPUS)/devtest.jsonl --resume true $(STAGE2_OVERRIDES)
+	$(PY) -m mini.demo keep --run build/mini-train/stage2 --note "make mini-train-gpu on $$($(PY) -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")')"
+	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data $(MINI_GPU_CORPUS)/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype bfloat16 --batch_size 32
-	$(PY) -m mini.demo keep --note "make mini-train-gpu ($(SWEEP_STEPS)-step sweep; stage 2 per train/configs/mini_stage2_gpu.yaml $(STAGE2_OVERRIDES)) on $$($(PY) -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")')"
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed

@@ -2,7 +2,7 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
-    python -m mini.demo keep [--stage2 DIR]   # (after `make demo-train`) copy the trained pieces into mini/trained
+    python -m mini.demo keep [--run DIR --commands CMD...]   # (make demo-train) the trained pieces into mini/trained
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
@@ -14,6 +14,7 @@ hypothesis, and a table of WER per source for the graft beside Whisper base with
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -155,40 +156,72 @@ def copy_as_bf16(source: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=metadata)
 
 
-def keep(train_dir: Path = Path("build/mini-train"), note: str = "", stage2: Path | None = None) -> None:
-    """Copy stage 1's projector and stage 2's adapter (with its projector; from `stage2`, else
-    `train_dir/stage2`) into mini/trained, in bfloat16, with the recipe they were trained for."""
+def training_segments(state: dict, commands: list[str]) -> list[dict]:
+    """Each `trainer.train()` call of a run, from its trainer_state.json: the steps it covered, the
+    clips it saw, its train_runtime, and the command that ran it (`commands`, in order)."""
+    ends = [e for e in state["log_history"] if "train_runtime" in e]
+    if commands and len(commands) != len(ends):
+        raise ValueError(f"the run has {len(ends)} training segments but {len(commands)} commands were given")
+    batch, segments, start = state["train_batch_size"], [], 0
+    for index, end in enumerate(ends):
+        segments.append({"steps": f"{start}-{end['step']}", "clips_seen": (end["step"] - start) * batch,
+                         "train_seconds": round(end["train_runtime"]),
+                         "command": commands[index] if commands else None})  # fmt: skip
+        start = end["step"]
+    return segments
+
+
+def hardware() -> dict:
+    import platform
+
+    import transformers
+
+    from train.precision import cpu_has_bf16
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_bf16": cpu_has_bf16(), "torch": torch.__version__,
+            "transformers": transformers.__version__}  # fmt: skip
+
+
+def keep(run: Path = Path("build/mini-train/stage2"), commands: list[str] | None = None, note: str = "") -> dict:
+    """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
+    with its loss plot and recipe.json: the base it trained on, each training segment (steps,
+    clips seen, seconds, command), the hardware and versions."""
+    import datetime
     import shutil
 
-    stage2 = stage2 or train_dir / "stage2"
-
+    state = json.loads(sorted(run.glob("checkpoint-*/trainer_state.json"),
+                              key=lambda p: int(p.parent.name.split("-")[1]))[-1].read_text())  # fmt: skip
     config = json.loads((BASE / "config.json").read_text())
-    (TRAINED / "stage1").mkdir(parents=True, exist_ok=True)
-    (TRAINED / "stage2").mkdir(parents=True, exist_ok=True)
-    copy_as_bf16(train_dir / "stage1" / "model.safetensors", TRAINED / "stage1" / "model.safetensors")
-    copy_as_bf16(stage2 / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
-    shutil.copy(stage2 / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
-    shutil.copy(train_dir / "stage1" / "training.png", TRAINED / "stage1" / "training.png")
-    shutil.copy(stage2 / "training.png", TRAINED / "stage2" / "training.png")
-    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "note": note}
+    shutil.rmtree(TRAINED, ignore_errors=True)
+    (TRAINED / "stage2").mkdir(parents=True)
+    copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
+    shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
+    shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
+    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
+              "segments": training_segments(state, commands or []), "steps": state["global_step"],
+              "hardware": hardware(), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
     print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")
     if total > 16 * 2**20:
         raise ValueError(f"the trained pieces take {total / 2**20:.1f} MiB; at most 16 MiB go in git")
+    return recipe
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
-    parser.add_argument("--note", default="", help="with keep: how and where the pieces were trained")
+    parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
+    parser.add_argument("--commands", nargs="*", default=[], help="with keep: the command of each training segment")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
-    parser.add_argument("--stage2", type=Path, help="with keep: the stage-2 output to keep (default build/mini-train/stage2)")
+    parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)
     elif args.step == "keep":
-        keep(note=args.note, stage2=args.stage2)
+        keep(args.run, args.commands, args.note)
     else:
         assemble() if args.step == "assemble" else score()
 

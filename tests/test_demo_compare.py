@@ -40,27 +40,47 @@ def test_copy_as_bf16_halves_float_tensors_and_keeps_metadata(tmp_path):
         assert handle.metadata() == {"format": "pt"}
 
 
-def test_keep_takes_stage2_from_the_folder_named_and_records_the_recipe(tmp_path, monkeypatch):
+def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file, save_file
 
-    base, trained, train = tmp_path / "base", tmp_path / "trained", tmp_path / "mini-train"
+    base, trained, run = tmp_path / "base", tmp_path / "trained", tmp_path / "run"
     base.mkdir()
     (base / "config.json").write_text(json.dumps({"audio_downsample": 4, "projector_type": "linear",
                                                   "projector_norm": True, "encode_padding": False}))  # fmt: skip
     monkeypatch.setattr(demo, "BASE", base)
     monkeypatch.setattr(demo, "TRAINED", trained)
-    for folder, value in ((train / "stage1", 1.0), (train / "stage2", 2.0), (tmp_path / "more", 3.0)):
-        folder.mkdir(parents=True)
-        name = "model.safetensors" if folder.name == "stage1" else "adapter_model.safetensors"
-        save_file({"w": torch.full((2,), value)}, str(folder / name))
-        (folder / "training.png").write_bytes(b"png" + folder.name.encode())
-        (folder / "adapter_config.json").write_text("{}")
-    demo.keep(train, note="n", stage2=tmp_path / "more")
-    assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [3.0, 3.0]
-    assert load_file(str(trained / "stage1" / "model.safetensors"))["w"].dtype == torch.bfloat16
-    assert (trained / "stage2" / "training.png").read_bytes() == b"pngmore"
-    assert json.loads((trained / "recipe.json").read_text()) == {"audio_downsample": 4, "projector_type": "linear",
-                                                                 "projector_norm": True, "encode_padding": False, "note": "n"}  # fmt: skip
-    demo.keep(train, note="n")
-    assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [2.0, 2.0]
+    (trained / "stage1").mkdir(parents=True)  # pieces of an older recipe are replaced, not kept beside
+    (run / "checkpoint-20").mkdir(parents=True)
+    save_file({"w": torch.full((2,), 3.0)}, str(run / "adapter_model.safetensors"))
+    (run / "training.png").write_bytes(b"png")
+    (run / "adapter_config.json").write_text("{}")
+    history = [{"train_runtime": 5.0, "step": 10}, {"train_runtime": 6.0, "step": 20}]
+    (run / "checkpoint-20" / "trainer_state.json").write_text(json.dumps(
+        {"log_history": history, "train_batch_size": 8, "global_step": 20}))  # fmt: skip
+    recipe = demo.keep(run, ["a", "b"], note="n")
+    saved = load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"]
+    assert saved.dtype == torch.bfloat16 and saved.tolist() == [3.0, 3.0]
+    assert sorted(p.name for p in trained.iterdir()) == ["recipe.json", "stage2"]
+    assert (trained / "stage2" / "training.png").read_bytes() == b"png"
+    assert json.loads((trained / "recipe.json").read_text()) == recipe
+    assert {k: recipe[k] for k in ("audio_downsample", "encode_padding", "steps", "note")} == {
+        "audio_downsample": 4, "encode_padding": False, "steps": 20, "note": "n"}  # fmt: skip
+    assert [s["steps"] for s in recipe["segments"]] == ["0-10", "10-20"]
+    assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
+
+
+def test_training_segments_come_from_each_train_call_in_the_log():
+    from mini.demo import training_segments
+
+    state = {"train_batch_size": 8, "log_history": [
+        {"loss": 4.0, "step": 10}, {"train_runtime": 1234.4, "step": 300},
+        {"loss": 1.0, "step": 310}, {"eval_wer": 0.2, "step": 2500}, {"train_runtime": 9000.6, "step": 2500},
+    ]}  # fmt: skip
+    assert training_segments(state, ["first", "resumed"]) == [
+        {"steps": "0-300", "clips_seen": 2400, "train_seconds": 1234, "command": "first"},
+        {"steps": "300-2500", "clips_seen": 17600, "train_seconds": 9001, "command": "resumed"},
+    ]
+    with pytest.raises(ValueError) as info:
+        training_segments(state, ["only one"])
+    assert str(info.value) == "the run has 2 training segments but 1 commands were given"
