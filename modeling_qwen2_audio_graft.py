@@ -177,6 +177,8 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
             encoder_states = self.encode_audio(input_features, input_features_mask)
         else:
             encoder_states = self._check_encoder_states(audio_encoder_states, input_features_mask)
+        # The frozen encoder may run in bf16 while the trained projector is kept in float32.
+        encoder_states = encoder_states.to(self.audio_projector.linear_1.weight.dtype)
         tokens = self.audio_projector(encoder_states)  # (windows, ceil(frames / k), hidden)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         keep = positions[None, :] < torch.tensor(lengths, device=tokens.device)[:, None]

@@ -4,6 +4,7 @@ check tells it apart from one that does not."""
 import json
 
 import numpy as np
+import torch
 import pytest
 
 import train.toy_audio as toy_audio
@@ -75,3 +76,25 @@ def test_a_hundred_joint_steps_make_the_tiny_graft_listen(tmp_path, monkeypatch)
     assert check["eval_loss_own_audio"] < check["eval_loss_shuffled_audio"] / 3
     assert check["eval_wer"] < 0.5  # greedy transcripts: most letters right
     assert (tmp_path / "joint" / "training.png").stat().st_size > 0
+
+
+def test_the_checks_run_under_bf16_autocast(tmp_path):
+    """precision bfloat16 (what `auto` picks on CPUs with AVX512-BF16): the evaluation's WER and
+    listening check run beside autocast (Whisper's torch log-mels must stay float32 for numpy)."""
+    build_tiny(tmp_path / "graft", encode_padding=False)
+    manifests = toy_audio.make_toy_audio(tmp_path / "audio", train=8, devtest=4, words=4, max_words=1)
+    trainer = stage2_qlora.main([
+        "--model_path", str(tmp_path / "graft"), "--train_data", str(manifests["train"]),
+        "--eval_data", str(manifests["devtest"]), "--output_dir", str(tmp_path / "bf16"), "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--lora_r", "4", "--load_in_4bit", "false", "--precision", "bfloat16",
+        "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "no", "--eval_max_new_tokens", "2",
+        "--listening_samples", "4", "--train_sampling_strategy", "group_by_length", "--report_to", "none",
+        "--use_cpu", "true",
+    ])  # fmt: skip
+    assert trainer.args.bf16 is True
+    (check,) = [entry for entry in trainer.state.log_history if "eval_loss_own_audio" in entry]
+    assert {"eval_wer", "eval_cer", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio"} <= set(check)
+    projector = [p for n, p in trainer.model.named_parameters() if "audio_projector.modules_to_save" in n]
+    assert projector and all(p.dtype == torch.float32 for p in projector)  # trained weights stay float32
+    frozen = trainer.model.base_model.model.model.language_model.layers[0].mlp.up_proj.base_layer.weight
+    assert frozen.dtype == torch.bfloat16

@@ -14,6 +14,7 @@ and `results.json` (the metrics, the clip counts, rows skipped and why) into `--
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 from pathlib import Path
@@ -31,15 +32,18 @@ from train.metrics import clip_records, compute_metrics, write_jsonl
 
 @torch.no_grad()
 def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_size=8, max_new_tokens=128,
-               progress=False) -> list[str]:  # fmt: skip
-    """Greedy transcripts of `clips` (16 kHz float arrays), `batch_size` at a time."""
+               progress=False, autocast=None) -> list[str]:  # fmt: skip
+    """Greedy transcripts of `clips` (16 kHz float arrays), `batch_size` at a time; `autocast` (a
+    context-manager factory, e.g. `accelerator.autocast`) wraps generation only: the processor's
+    torch log-mels must stay float32."""
     prompt = build_prompt(processor, instruction)
     texts = []
     for start in tqdm(range(0, len(clips), batch_size), desc="transcribing", disable=not progress):
         batch = clips[start : start + batch_size]
         inputs = processor(text=[prompt] * len(batch), audio=batch, sampling_rate=SAMPLING_RATE).to(model.device)
         inputs["input_features"] = inputs["input_features"].to(model.dtype)
-        out = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            out = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
         texts += processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in texts]
 

@@ -94,10 +94,12 @@ class ListeningCallback(TrainerCallback):
         if self.data_args.eval_wer:
             was_training = model.training
             model.eval()
-            with accelerator.autocast():
-                scores, _ = evaluate_dataset(model, self.processor, self.dataset, accelerator,
-                                             instruction=self.data_args.instruction, batch_size=self.batch_size,
-                                             max_new_tokens=self.data_args.eval_max_new_tokens)  # fmt: skip
+            # Autocast around generation only: Whisper's feature extractor computes log-mels with torch,
+            # and under CPU autocast they would come out in bf16, which numpy cannot take.
+            scores, _ = evaluate_dataset(model, self.processor, self.dataset, accelerator,
+                                         instruction=self.data_args.instruction, batch_size=self.batch_size,
+                                         max_new_tokens=self.data_args.eval_max_new_tokens,
+                                         autocast=accelerator.autocast)  # fmt: skip
             model.train(was_training)
             entry.update(eval_wer=scores["wer"], eval_cer=scores["cer"])
         state.log_history.append(entry)
