@@ -296,3 +296,11 @@ def test_normaliser_uses_whispers_spelling_map():
 
     assert normalize("The colour of the Centre") == "the color of the center"
     assert compute_metrics(["the color is red"], ["the colour is red"])["wer"] == 0.0
+
+
+def test_card_says_what_the_scoring_does(tmp_path):
+    card = _card(tmp_path).text
+    assert "normaliser, with its British-to-American spelling map, before scoring" in card
+    # and the scoring does use the map: British spellings count as the American ones
+    assert normalize("The colour of our harbour") == "the color of our harbor"
+    assert compute_metrics(["the colour"], ["the color"])["wer"] == 0.0
