@@ -71,7 +71,8 @@ demo: $(VENV)/.installed demo-deps
 
 # Retrain the committed pieces from scratch on CPU (docs/mini-graft.md says how long): the 20,000-clip
 # corpus, the audio_downsample sweep (MINI_SWEEP_STEPS of joint training each), then the chosen run
-# continued to MINI_STEPS (--resume true), kept in mini/trained and scored on the dev-test set.
+# continued to MINI_STEPS (--resume true), kept in mini/trained (with each training segment the stages
+# recorded in segments.json) and scored on the dev-test set.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 demo-train: $(VENV)/.installed demo-deps
@@ -79,7 +80,7 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
 	$(SWEEP_COMMAND)
 	$(LONG_COMMAND)
-	$(PY) -m mini.demo keep --run build/mini-train/stage2 --commands "$(SWEEP_COMMAND)" "$(LONG_COMMAND)"
+	$(PY) -m mini.demo keep --run build/mini-train/stage2
 	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
 

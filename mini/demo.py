@@ -2,7 +2,7 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
-    python -m mini.demo keep [--run DIR --commands CMD...]   # (make demo-train) the trained pieces into mini/trained
+    python -m mini.demo keep [--run DIR] [--continues]   # (make demo-train) the trained pieces into mini/trained
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
@@ -156,43 +156,33 @@ def copy_as_bf16(source: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=metadata)
 
 
-def training_segments(state: dict, commands: list[str]) -> list[dict]:
-    """Each `trainer.train()` call of a run, from its trainer_state.json: the steps it covered, the
-    clips it saw, its train_runtime, and the command that ran it (`commands`, in order)."""
-    ends = [e for e in state["log_history"] if "train_runtime" in e]
-    if commands and len(commands) != len(ends):
-        raise ValueError(f"the run has {len(ends)} training segments but {len(commands)} commands were given")
-    batch, segments, start = state["train_batch_size"], [], 0
-    for index, end in enumerate(ends):
-        segments.append({"steps": f"{start}-{end['step']}", "clips_seen": (end["step"] - start) * batch,
-                         "train_seconds": round(end["train_runtime"]),
-                         "command": commands[index] if commands else None})  # fmt: skip
-        start = end["step"]
-    return segments
+def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
+    """The run's `train()` calls as its stage recorded them (`segments.json`: steps, samples seen,
+    seconds, command); after the segments of `continues` (the recipe.json of the pieces the run
+    started from with `--init_adapter`), its steps shifted to follow theirs."""
+    from train.stages import SEGMENTS_FILE
+
+    path = run / SEGMENTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the run's stage records each training segment there")
+    earlier = list(continues["segments"]) if continues else []
+    offset = continues["steps"] if continues else 0
+    for segment in json.loads(path.read_text()):
+        first, last = (int(step) + offset for step in segment["steps"].split("-"))
+        earlier.append({**segment, "steps": f"{first}-{last}"})
+    return earlier
 
 
-def hardware() -> dict:
-    import platform
-
-    import transformers
-
-    from train.precision import cpu_has_bf16
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_bf16": cpu_has_bf16(), "torch": torch.__version__,
-            "transformers": transformers.__version__}  # fmt: skip
-
-
-def keep(run: Path = Path("build/mini-train/stage2"), commands: list[str] | None = None, note: str = "") -> dict:
+def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
-    clips seen, seconds, command), the hardware and versions."""
+    samples seen, seconds, command), the hardware and versions. `continues`: the run started from
+    the pieces in mini/trained (`--init_adapter mini/trained/stage2`), whose segments come first."""
     import datetime
     import shutil
 
-    state = json.loads(sorted(run.glob("checkpoint-*/trainer_state.json"),
-                              key=lambda p: int(p.parent.name.split("-")[1]))[-1].read_text())  # fmt: skip
+    earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
+    segments = training_segments(run, earlier)
     config = json.loads((BASE / "config.json").read_text())
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
@@ -200,8 +190,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), commands: list[str] | None
     shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
     shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
-              "segments": training_segments(state, commands or []), "steps": state["global_step"],
-              "hardware": hardware(), "note": note}  # fmt: skip
+              "segments": segments, "steps": int(segments[-1]["steps"].split("-")[1]),
+              "hardware": segments[-1].get("hardware"), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
     print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")
@@ -214,14 +204,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
     parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
-    parser.add_argument("--commands", nargs="*", default=[], help="with keep: the command of each training segment")
+    parser.add_argument("--continues", action="store_true",
+                        help="with keep: the run started from mini/trained/stage2 (--init_adapter); its segments follow")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)
     elif args.step == "keep":
-        keep(args.run, args.commands, args.note)
+        keep(args.run, args.note, args.continues)
     else:
         assemble() if args.step == "assemble" else score()
 

@@ -40,6 +40,13 @@ def test_copy_as_bf16_halves_float_tensors_and_keeps_metadata(tmp_path):
         assert handle.metadata() == {"format": "pt"}
 
 
+def _segments(*spans, command="c"):
+    from train.precision import hardware
+
+    return [{"steps": span, "samples_seen": 80, "train_seconds": 5, "command": command, "hardware": hardware()}
+            for span in spans]  # fmt: skip
+
+
 def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file, save_file
@@ -51,14 +58,12 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     monkeypatch.setattr(demo, "BASE", base)
     monkeypatch.setattr(demo, "TRAINED", trained)
     (trained / "stage1").mkdir(parents=True)  # pieces of an older recipe are replaced, not kept beside
-    (run / "checkpoint-20").mkdir(parents=True)
+    run.mkdir()
     save_file({"w": torch.full((2,), 3.0)}, str(run / "adapter_model.safetensors"))
     (run / "training.png").write_bytes(b"png")
     (run / "adapter_config.json").write_text("{}")
-    history = [{"train_runtime": 5.0, "step": 10}, {"train_runtime": 6.0, "step": 20}]
-    (run / "checkpoint-20" / "trainer_state.json").write_text(json.dumps(
-        {"log_history": history, "train_batch_size": 8, "global_step": 20}))  # fmt: skip
-    recipe = demo.keep(run, ["a", "b"], note="n")
+    (run / "segments.json").write_text(json.dumps(_segments("0-10", "10-20")))
+    recipe = demo.keep(run, note="n")
     saved = load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"]
     assert saved.dtype == torch.bfloat16 and saved.tolist() == [3.0, 3.0]
     assert sorted(p.name for p in trained.iterdir()) == ["recipe.json", "stage2"]
@@ -69,18 +74,14 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     assert [s["steps"] for s in recipe["segments"]] == ["0-10", "10-20"]
     assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
 
+    # a later run started from these pieces (--init_adapter): its segments follow the kept ones
+    (run / "segments.json").write_text(json.dumps(_segments("0-5", command="more")))
+    again = demo.keep(run, continues=True)
+    assert [(s["steps"], s["command"]) for s in again["segments"]] == [("0-10", "c"), ("10-20", "c"), ("20-25", "more")]
+    assert again["steps"] == 25
 
-def test_training_segments_come_from_each_train_call_in_the_log():
-    from mini.demo import training_segments
 
-    state = {"train_batch_size": 8, "log_history": [
-        {"loss": 4.0, "step": 10}, {"train_runtime": 1234.4, "step": 300},
-        {"loss": 1.0, "step": 310}, {"eval_wer": 0.2, "step": 2500}, {"train_runtime": 9000.6, "step": 2500},
-    ]}  # fmt: skip
-    assert training_segments(state, ["first", "resumed"]) == [
-        {"steps": "0-300", "clips_seen": 2400, "train_seconds": 1234, "command": "first"},
-        {"steps": "300-2500", "clips_seen": 17600, "train_seconds": 9001, "command": "resumed"},
-    ]
-    with pytest.raises(ValueError) as info:
-        training_segments(state, ["only one"])
-    assert str(info.value) == "the run has 2 training segments but 1 commands were given"
+def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        demo.training_segments(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'segments.json'} not found: the run's stage records each training segment there"

@@ -95,6 +95,13 @@ def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypa
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert straight.state.global_step == 4
+    segments = json.loads((tmp_path / "resumed" / "segments.json").read_text())
+    assert [(s["steps"], s["samples_seen"], s["command"] is None) for s in segments] == [
+        ("0-2", 4, True), ("2-4", 4, False)]  # fmt: skip
+    assert segments[0]["cut_off"] and segments[0]["train_seconds"] is None
+    assert "--resume true" in segments[1]["command"] and segments[1]["train_seconds"] >= 0
+    assert set(segments[1]["hardware"]) >= {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
+    assert [s["steps"] for s in json.loads((tmp_path / "straight" / "segments.json").read_text())] == ["0-4"]
 
 
 @pytest.fixture(scope="module")

@@ -143,8 +143,8 @@ def init_audio_marker_rows(model, tokenizer, trained_rows: int) -> list[int]:
 def encoder_output_rms(audio_tower) -> float:
     """RMS of the Whisper encoder's outputs, from its final LayerNorm: unit-variance features
     scaled by gamma and shifted by beta have mean square mean(gamma**2) + mean(beta**2)."""
-    norm = audio_tower.layer_norm
-    return float((norm.weight.float().pow(2).mean() + norm.bias.float().pow(2).mean()).sqrt())
+    weight, bias = audio_tower.layer_norm.weight.detach().float(), audio_tower.layer_norm.bias.detach().float()
+    return float((weight.pow(2).mean() + bias.pow(2).mean()).sqrt())
 
 
 def embedding_rms(model) -> float:

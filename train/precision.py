@@ -29,6 +29,25 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
+def hardware() -> dict:
+    """The CPU (model name, cores, native bf16), GPU if any, and the torch and transformers versions."""
+    import os
+    import platform
+
+    import transformers
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    found = {"cpu": cpu, "cores": os.cpu_count(), "cpu_bf16": cpu_has_bf16(), "torch": torch.__version__,
+             "transformers": transformers.__version__}  # fmt: skip
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name()
+    return found
+
+
 def resolve_precision(precision: str, use_cpu: bool = False) -> torch.dtype:
     """The dtype of the frozen weights and of autocast: bfloat16 or float32."""
     if precision not in PRECISIONS:

@@ -1,18 +1,24 @@
 """What stage 1 and stage 2 share: datasets, a Trainer that saves only the trained weights,
 evaluation WER during training, and the closing report (loss plot, skipped rows)."""
 
+import datetime
 import json
 import os
+import shlex
+import sys
+import time
 from pathlib import Path
 
 import safetensors.torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import get_last_checkpoint
 
 from train.data import SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
 from train.encoder_cache import with_encoder_cache
 from train.listening import ListeningCallback
 from train.plots import plot_training
+from train.precision import hardware
 
 
 def build_datasets(data_args, max_seconds: float):
@@ -123,17 +129,57 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
     return trainer
 
 
-def run_stage(model, processor, data_args, training_args, recipe, title: str):
+def run_stage(model, processor, data_args, training_args, recipe, title: str, command: str = ""):
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
     if data_args.encoder_cache_dir:
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
+    last = get_last_checkpoint(training_args.output_dir) if recipe.resume else None
+    start = json.loads((Path(last) / "trainer_state.json").read_text())["global_step"] if last else 0
+    started = time.time()
     output = trainer.train(resume_from_checkpoint=True if recipe.resume else None)
     trainer.save_metrics("train", output.metrics)  # train_results.json: train_runtime and friends
+    if trainer.is_world_process_zero():
+        record_segment(Path(training_args.output_dir), start, trainer.state.global_step,
+                       trainer.state.train_batch_size * training_args.gradient_accumulation_steps
+                       * training_args.world_size, time.time() - started, command)  # fmt: skip
     finish(trainer, train_set, eval_set, title)
     return trainer
+
+
+SEGMENTS_FILE = "segments.json"
+
+
+def stage_command(module: str, argv=None) -> str:
+    """The command line that ran a stage's `main(argv)` (the process's own arguments when None)."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def record_segment(output: Path, start: int, end: int, batch: int, seconds: float, command: str) -> list:
+    """Append this `train()` call to `output/segments.json`: its steps, the samples it saw, its wall
+    time and the command that ran it. A segment starting at or before an earlier one's start (a
+    run restarted from an older checkpoint) replaces the ones it overlaps."""
+    path = output / SEGMENTS_FILE
+    segments = json.loads(path.read_text()) if path.exists() else []
+    kept = []
+    for segment in segments:
+        first, last = (int(step) for step in segment["steps"].split("-"))
+        if first < start:  # steps past `start` were trained again from its checkpoint: not counted twice
+            share = (min(last, start) - first) / (last - first)
+            kept.append({**segment, "steps": f"{first}-{min(last, start)}",
+                         "samples_seen": round(segment["samples_seen"] * share)})  # fmt: skip
+    covered = int(kept[-1]["steps"].split("-")[1]) if kept else 0
+    if covered < start:  # a run cut off before it finished: its steps up to the checkpoint, time unknown
+        kept.append({"steps": f"{covered}-{start}", "samples_seen": (start - covered) * batch, "train_seconds": None,
+                     "command": None, "cut_off": True})  # fmt: skip
+    segments = kept
+    segments.append({"steps": f"{start}-{end}", "samples_seen": (end - start) * batch, "train_seconds": round(seconds),
+                     "command": command, "hardware": hardware(),
+                     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")})  # fmt: skip
+    path.write_text(json.dumps(segments, indent=2) + "\n")
+    return segments
 
 
 def finish(trainer, train_set, eval_set, title: str) -> None:
