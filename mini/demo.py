@@ -173,10 +173,24 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
     return earlier
 
 
+CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
+
+
+def evaluations(run: Path, offset: int = 0) -> list[dict]:
+    """The listening check and WER of each evaluation in the run's last checkpoint (steps + `offset`)."""
+    states = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    if not states:
+        return []
+    history = json.loads(states[-1].read_text())["log_history"]
+    return [{"step": e["step"] + offset, **{k: round(e[k], 4) for k in CHECK_KEYS if k in e}}
+            for e in history if "eval_wer" in e]  # fmt: skip
+
+
 def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
-    samples seen, seconds, command), the hardware and versions. `continues`: the run started from
+    samples seen, seconds, command), the listening check and WER of each evaluation, the hardware
+    and versions. `continues`: the run started from
     the pieces in mini/trained (`--init_adapter mini/trained/stage2`), whose segments come first."""
     import datetime
     import shutil
@@ -191,6 +205,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
               "segments": segments, "steps": int(segments[-1]["steps"].split("-")[1]),
+              "evaluations": (earlier or {}).get("evaluations", []) + evaluations(run, earlier["steps"] if earlier else 0),
               "hardware": segments[-1].get("hardware"), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())

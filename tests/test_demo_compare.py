@@ -63,6 +63,12 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     (run / "training.png").write_bytes(b"png")
     (run / "adapter_config.json").write_text("{}")
     (run / "segments.json").write_text(json.dumps(_segments("0-10", "10-20")))
+    def check(step, wer):
+        return [{"step": step, "loss": 3.0}, {"step": step, "eval_wer": wer, "eval_loss_own_audio": 1.23456}]
+
+    for step, history in ((10, check(10, 0.99)), (20, check(10, 0.9) + check(20, 0.5))):  # the last one is read
+        (run / f"checkpoint-{step}").mkdir()
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     recipe = demo.keep(run, note="n")
     saved = load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"]
     assert saved.dtype == torch.bfloat16 and saved.tolist() == [3.0, 3.0]
@@ -72,6 +78,8 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     assert {k: recipe[k] for k in ("audio_downsample", "encode_padding", "steps", "note")} == {
         "audio_downsample": 4, "encode_padding": False, "steps": 20, "note": "n"}  # fmt: skip
     assert [s["steps"] for s in recipe["segments"]] == ["0-10", "10-20"]
+    assert recipe["evaluations"] == [{"step": 10, "eval_loss_own_audio": 1.2346, "eval_wer": 0.9},
+                                     {"step": 20, "eval_loss_own_audio": 1.2346, "eval_wer": 0.5}]  # fmt: skip
     assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
 
     # a later run started from these pieces (--init_adapter): its segments follow the kept ones
@@ -79,6 +87,7 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     again = demo.keep(run, continues=True)
     assert [(s["steps"], s["command"]) for s in again["segments"]] == [("0-10", "c"), ("10-20", "c"), ("20-25", "more")]
     assert again["steps"] == 25
+    assert [e["step"] for e in again["evaluations"]] == [10, 20, 30, 40]  # the later run's, shifted by 20
 
 
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
