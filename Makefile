@@ -85,9 +85,9 @@ demo-train: $(VENV)/.installed demo-deps
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
 
 # The recipe's other measured choices (docs/training.md): projector gain 1.0 against the text-embedding
-# RMS, joint training against stage 1 then stage 2, at the sweep's budget and downsample 4.
+# RMS, joint training against stage 1 then stage 2, at the sweep's budget and the chosen downsample 8.
 recipe-ablation: $(VENV)/.installed
-	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
 
 # Retrain the committed pieces on one GPU: a 12,000-clip corpus (training clips in Ogg Opus), then
 # mini-train-gpu.

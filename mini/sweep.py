@@ -1,7 +1,7 @@
 """Choose `audio_downsample` (and other composition choices) by measurement on the mini graft.
 
     python -m mini.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
-    python -m mini.sweep --steps 300 --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+    python -m mini.sweep --steps 300 --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
     python -m mini.sweep --stage_config train/configs/mini_stage2_gpu.yaml --corpus build/corpus-12k \
         --steps 600 --parallel --eval_batch_size 32 --promote        # on one GPU (make mini-train-gpu)
 
