@@ -14,7 +14,6 @@ hypothesis, and a table of WER per source for the graft beside Whisper base with
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -160,7 +159,7 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
     """The run's `train()` calls as its stage recorded them (`segments.json`: steps, samples seen,
     seconds, command); after the segments of `continues` (the recipe.json of the pieces the run
     started from with `--init_adapter`), its steps shifted to follow theirs."""
-    from train.stages import SEGMENTS_FILE
+    from train.stages import SEGMENTS_FILE, segment_steps
 
     path = run / SEGMENTS_FILE
     if not path.exists():
@@ -168,7 +167,7 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
     earlier = list(continues["segments"]) if continues else []
     offset = continues["steps"] if continues else 0
     for segment in json.loads(path.read_text()):
-        first, last = (int(step) + offset for step in segment["steps"].split("-"))
+        first, last = (step + offset for step in segment_steps(segment))
         earlier.append({**segment, "steps": f"{first}-{last}"})
     return earlier
 
@@ -178,12 +177,13 @@ CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffl
 
 def evaluations(run: Path, offset: int = 0) -> list[dict]:
     """The listening check and WER of each evaluation in the run's last checkpoint (steps + `offset`)."""
-    states = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    if not states:
+    from mini.sweep import last_state
+
+    state = last_state(run)
+    if state is None:
         return []
-    history = json.loads(states[-1].read_text())["log_history"]
     return [{"step": e["step"] + offset, **{k: round(e[k], 4) for k in CHECK_KEYS if k in e}}
-            for e in history if "eval_wer" in e]  # fmt: skip
+            for e in state["log_history"] if "eval_wer" in e]  # fmt: skip
 
 
 def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
@@ -195,8 +195,11 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     import datetime
     import shutil
 
+    from train.stages import segment_steps
+
     earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
     segments = training_segments(run, earlier)
+    checks = earlier.get("evaluations", []) + evaluations(run, earlier["steps"]) if earlier else evaluations(run)
     config = json.loads((BASE / "config.json").read_text())
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
@@ -204,8 +207,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
     shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
-              "segments": segments, "steps": int(segments[-1]["steps"].split("-")[1]),
-              "evaluations": (earlier or {}).get("evaluations", []) + evaluations(run, earlier["steps"] if earlier else 0),
+              "segments": segments, "steps": segment_steps(segments[-1])[1],
+              "evaluations": checks,
               "hardware": segments[-1].get("hardware"), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())

@@ -157,29 +157,34 @@ def stage_command(module: str, argv=None) -> str:
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
+def segment_steps(segment: dict) -> tuple[int, int]:
+    """(first, last) step of a recorded segment, whose `steps` reads "first-last"."""
+    first, last = segment["steps"].split("-")
+    return int(first), int(last)
+
+
 def record_segment(output: Path, start: int, end: int, batch: int, seconds: float, command: str) -> list:
     """Append this `train()` call to `output/segments.json`: its steps, the samples it saw, its wall
-    time and the command that ran it. A segment starting at or before an earlier one's start (a
-    run restarted from an older checkpoint) replaces the ones it overlaps."""
+    time and the command that ran it. Earlier segments are cut at `start` (a run restarted from an
+    older checkpoint trains those steps again); steps before `start` that no segment covers (a run
+    cut off before it finished) become a segment marked `cut_off`."""
     path = output / SEGMENTS_FILE
-    segments = json.loads(path.read_text()) if path.exists() else []
     kept = []
-    for segment in segments:
-        first, last = (int(step) for step in segment["steps"].split("-"))
+    for segment in json.loads(path.read_text()) if path.exists() else []:
+        first, last = segment_steps(segment)
         if first < start:  # steps past `start` were trained again from its checkpoint: not counted twice
             share = (min(last, start) - first) / (last - first)
             kept.append({**segment, "steps": f"{first}-{min(last, start)}",
                          "samples_seen": round(segment["samples_seen"] * share)})  # fmt: skip
-    covered = int(kept[-1]["steps"].split("-")[1]) if kept else 0
+    covered = segment_steps(kept[-1])[1] if kept else 0
     if covered < start:  # a run cut off before it finished: its steps up to the checkpoint, time unknown
         kept.append({"steps": f"{covered}-{start}", "samples_seen": (start - covered) * batch, "train_seconds": None,
                      "command": None, "cut_off": True})  # fmt: skip
-    segments = kept
-    segments.append({"steps": f"{start}-{end}", "samples_seen": (end - start) * batch, "train_seconds": round(seconds),
+    kept.append({"steps": f"{start}-{end}", "samples_seen": (end - start) * batch, "train_seconds": round(seconds),
                      "command": command, "hardware": hardware(),
                      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")})  # fmt: skip
-    path.write_text(json.dumps(segments, indent=2) + "\n")
-    return segments
+    path.write_text(json.dumps(kept, indent=2) + "\n")
+    return kept
 
 
 def finish(trainer, train_set, eval_set, title: str) -> None:
