@@ -186,6 +186,19 @@ def evaluations(run: Path, offset: int = 0) -> list[dict]:
             for e in state["log_history"] if "eval_wer" in e]  # fmt: skip
 
 
+def plot_continued(checks: list[dict], run: Path, offset: int, last: int, out_png: Path) -> Path:
+    """The whole curve of continued pieces: every kept evaluation (listening check, WER) from step 0,
+    with the training loss of the run that continued them (`offset` steps on; earlier runs' training
+    losses are not kept)."""
+    from mini.sweep import last_state
+    from train.plots import plot_training
+
+    state = last_state(run) or {"log_history": []}
+    losses = [{"step": e["step"] + offset, "loss": e["loss"]} for e in state["log_history"] if "loss" in e]
+    return plot_training(checks + losses, out_png, f"mini graft, steps 0-{last}: evaluations of every segment, "
+                         f"training loss of steps {offset}-{last}")
+
+
 def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
@@ -205,7 +218,10 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     (TRAINED / "stage2").mkdir(parents=True)
     copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
     shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
-    shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
+    if earlier:
+        plot_continued(checks, run, earlier["steps"], segment_steps(segments[-1])[1], TRAINED / "stage2" / "training.png")
+    else:
+        shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
               "segments": segments, "steps": segment_steps(segments[-1])[1],
               "evaluations": checks,

@@ -88,6 +88,8 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     assert [(s["steps"], s["command"]) for s in again["segments"]] == [("0-10", "c"), ("10-20", "c"), ("20-25", "more")]
     assert again["steps"] == 25
     assert [e["step"] for e in again["evaluations"]] == [10, 20, 30, 40]  # the later run's, shifted by 20
+    # its plot spans every kept evaluation, not only the later run's
+    assert (trained / "stage2" / "training.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
