@@ -175,26 +175,19 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
 
 
-def evaluations(run: Path, offset: int = 0) -> list[dict]:
-    """The listening check and WER of each evaluation in the run's last checkpoint (steps + `offset`)."""
-    from mini.sweep import last_state
-
-    state = last_state(run)
-    if state is None:
-        return []
+def evaluations(log_history: list[dict], offset: int = 0) -> list[dict]:
+    """The listening check and WER of each evaluation in a run's log history (steps + `offset`)."""
     return [{"step": e["step"] + offset, **{k: round(e[k], 4) for k in CHECK_KEYS if k in e}}
-            for e in state["log_history"] if "eval_wer" in e]  # fmt: skip
+            for e in log_history if "eval_wer" in e]  # fmt: skip
 
 
-def plot_continued(checks: list[dict], run: Path, offset: int, last: int, out_png: Path) -> Path:
+def plot_continued(checks: list[dict], log_history: list[dict], offset: int, last: int, out_png: Path) -> Path:
     """The whole curve of continued pieces: every kept evaluation (listening check, WER) from step 0,
     with the training loss of the run that continued them (`offset` steps on; earlier runs' training
     losses are not kept)."""
-    from mini.sweep import last_state
     from train.plots import plot_training
 
-    state = last_state(run) or {"log_history": []}
-    losses = [{"step": e["step"] + offset, "loss": e["loss"]} for e in state["log_history"] if "loss" in e]
+    losses = [{"step": e["step"] + offset, "loss": e["loss"]} for e in log_history if "loss" in e]
     return plot_training(checks + losses, out_png, f"mini graft, steps 0-{last}: evaluations of every segment, "
                          f"training loss of steps {offset}-{last}")
 
@@ -208,22 +201,26 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     import datetime
     import shutil
 
+    from mini.sweep import last_state
     from train.stages import segment_steps
 
     earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
     segments = training_segments(run, earlier)
-    checks = earlier.get("evaluations", []) + evaluations(run, earlier["steps"]) if earlier else evaluations(run)
+    history = (last_state(run) or {"log_history": []})["log_history"]  # the run's last checkpoint
+    offset = earlier["steps"] if earlier else 0
+    checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
+    last = segment_steps(segments[-1])[1]
     config = json.loads((BASE / "config.json").read_text())
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
     copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
     shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
     if earlier:
-        plot_continued(checks, run, earlier["steps"], segment_steps(segments[-1])[1], TRAINED / "stage2" / "training.png")
+        plot_continued(checks, history, offset, last, TRAINED / "stage2" / "training.png")
     else:
         shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
-              "segments": segments, "steps": segment_steps(segments[-1])[1],
+              "segments": segments, "steps": last,
               "evaluations": checks,
               "hardware": segments[-1].get("hardware"), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")

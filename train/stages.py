@@ -181,8 +181,8 @@ def record_segment(output: Path, start: int, end: int, batch: int, seconds: floa
         kept.append({"steps": f"{covered}-{start}", "samples_seen": (start - covered) * batch, "train_seconds": None,
                      "command": None, "cut_off": True})  # fmt: skip
     kept.append({"steps": f"{start}-{end}", "samples_seen": (end - start) * batch, "train_seconds": round(seconds),
-                     "command": command, "hardware": hardware(),
-                     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")})  # fmt: skip
+                 "command": command, "hardware": hardware(),
+                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")})  # fmt: skip
     path.write_text(json.dumps(kept, indent=2) + "\n")
     return kept
 
