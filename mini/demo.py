@@ -192,6 +192,13 @@ def plot_continued(checks: list[dict], log_history: list[dict], offset: int, las
                          f"training loss of steps {offset}-{last}")
 
 
+def trained_on(run: Path) -> Path:
+    """The base graft a run trained on: its adapter's `base_model_name_or_path` (the stage's
+    `--model_path`) where that folder exists, else `build/mini-base`."""
+    named = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return Path(named) if named and (Path(named) / "config.json").exists() else BASE
+
+
 def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
@@ -210,7 +217,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     offset = earlier["steps"] if earlier else 0
     checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
     last = segment_steps(segments[-1])[1]
-    config = json.loads((BASE / "config.json").read_text())
+    config = json.loads((trained_on(run) / "config.json").read_text())
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
     copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")

@@ -92,6 +92,29 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     assert (trained / "stage2" / "training.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_keep_records_the_base_the_run_trained_on(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    default, other, run = tmp_path / "mini-base", tmp_path / "mini-base-k4-mlp-real", tmp_path / "run"
+    for folder, downsample, projector in ((default, 8, "linear"), (other, 4, "mlp")):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"audio_downsample": downsample, "projector_type": projector,
+                                                        "projector_norm": True, "encode_padding": False}))  # fmt: skip
+    monkeypatch.setattr(demo, "BASE", default)
+    monkeypatch.setattr(demo, "TRAINED", tmp_path / "trained")
+    run.mkdir()
+    save_file({"w": torch.ones(2)}, str(run / "adapter_model.safetensors"))
+    (run / "training.png").write_bytes(b"png")
+    (run / "segments.json").write_text(json.dumps(_segments("0-10")))
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(other)}))
+    assert {k: demo.keep(run)[k] for k in ("audio_downsample", "projector_type")} == {
+        "audio_downsample": 4, "projector_type": "mlp"}  # fmt: skip
+    # a base folder that no longer exists: build/mini-base, which assemble rebuilds to the recipe
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
+    assert demo.keep(run)["audio_downsample"] == 8
+
+
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         demo.training_segments(tmp_path)
