@@ -1,0 +1,85 @@
+"""train.refine: stage-2 pieces carried to a finer audio-token rate and a larger LoRA rank."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train import stage2_qlora
+from train.graft import Qwen2AudioGraftProjector
+from train.loading import load_graft
+from train.refine import fold_projector, refine
+from train.tiny import build_tiny, save_graft, tiny_config, tiny_tokenizer
+from train.toy_audio import make_toy_audio
+
+
+@pytest.mark.parametrize("projector_type", ["linear", "mlp"])
+def test_a_folded_projector_maps_a_token_as_the_coarse_one_maps_its_frames_repeated(projector_type):
+    tokenizer = tiny_tokenizer()
+    coarse = Qwen2AudioGraftProjector(tiny_config(tokenizer, 4, projector_type)).eval()
+    fine = Qwen2AudioGraftProjector(tiny_config(tokenizer, 2, projector_type)).eval()
+    width = coarse.linear_1.in_features // 4
+    state = coarse.state_dict()
+    state["linear_1.weight"] = fold_projector(state["linear_1.weight"], width, 2)
+    fine.load_state_dict(state)
+    frames = torch.randn(3, 6, width)  # (windows, frames, width): 3 fine tokens each
+    repeated = frames.reshape(3, 3, 1, 2, width).expand(-1, -1, 2, -1, -1).reshape(3, 12, width)  # [a b a b] per token
+    with torch.no_grad():
+        torch.testing.assert_close(fine(frames), coarse(repeated), rtol=1e-5, atol=1e-5)
+
+
+def test_fold_refuses_a_rate_that_does_not_divide():
+    with pytest.raises(ValueError) as info:
+        fold_projector(torch.zeros(4, 8 * 3), 3, 3)
+    assert str(info.value) == "the new audio_downsample (3) must divide the pieces' (8)"
+    with pytest.raises(ValueError) as info:
+        fold_projector(torch.zeros(4, 10), 3, 1)
+    assert str(info.value) == "the projector takes 10 inputs, not a multiple of the encoder width 3"
+
+
+@pytest.fixture(scope="module")
+def pieces(tmp_path_factory):
+    """One stage-2 step on a tiny graft at audio_downsample 2 (LoRA r=2), and the same graft at 1."""
+    folder = tmp_path_factory.mktemp("refine")
+    coarse, _ = build_tiny(folder / "k2", audio_downsample=2)
+    fine, processor = build_tiny(folder / "k1", audio_downsample=1)
+    # the same LLM and encoder in both: only the projector differs
+    shared = {k: v for k, v in coarse.state_dict().items() if ".audio_projector." not in k}
+    assert not fine.load_state_dict(shared, strict=False).unexpected_keys
+    save_graft(fine, processor, folder / "k1")
+    manifests = make_toy_audio(folder / "audio", train=8, devtest=4)
+    stage2_qlora.main([
+        "--model_path", str(folder / "k2"), "--train_data", str(manifests["train"]), "--output_dir", str(folder / "s2"),
+        "--max_steps", "1", "--logging_steps", "1", "--per_device_train_batch_size", "2", "--learning_rate", "0.01", "--lora_r", "2",
+        "--lora_alpha", "4", "--load_in_4bit", "false", "--report_to", "none", "--use_cpu", "true",
+        "--eval_strategy", "no", "--save_strategy", "no", "--precision", "float32",
+    ])  # fmt: skip
+    return folder
+
+
+def test_refined_pieces_load_on_the_finer_graft_and_leave_text_unchanged(pieces, tmp_path):
+    config = refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=5)
+    assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (5, 10, str(pieces / "k1"))
+    before, after = load_file(str(pieces / "s2" / "adapter_model.safetensors")), load_file(
+        str(tmp_path / "refined" / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    for name, tensor in after.items():
+        if ".lora_B." in name:
+            assert tensor.shape[1] == 5 and torch.equal(tensor[:, :2], before[name]) and not tensor[:, 2:].any()
+        elif ".lora_A." in name:
+            assert tensor.shape[0] == 5 and torch.equal(tensor[:2], before[name]) and tensor[2:].abs().max() > 0
+    coarse, processor = load_graft(pieces / "k2", adapter=pieces / "s2")
+    fine, _ = load_graft(pieces / "k1", adapter=tmp_path / "refined")
+    assert fine.peft_config["default"].r == 5
+    text = processor.tokenizer(["hello there"], return_tensors="pt")
+    with torch.no_grad():  # no audio: the grown ranks add nothing (B is zero), so the LLM is unchanged
+        torch.testing.assert_close(fine.eval()(**text).logits, coarse.eval()(**text).logits)
+
+
+def test_refine_refuses_a_smaller_rank(pieces, tmp_path):
+    with pytest.raises(ValueError) as info:
+        refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=1)
+    assert str(info.value) == "lora_r must be at least the pieces' rank 2, got 1"
+    assert not (tmp_path / "refined").exists()
+    assert json.loads((pieces / "s2" / "adapter_config.json").read_text())["r"] == 2

@@ -1,0 +1,95 @@
+"""Carry trained stage-2 pieces to a finer audio-token rate and a larger LoRA rank, then train on.
+
+    python -m train.refine --adapter mini/trained/stage2 --model_path build/mini-base-k4-linear-real \
+        --output build/refined/k4-r11 --lora_r 11
+    python -m train.stage2_qlora --config train/configs/mini_stage2.yaml \
+        --model_path build/mini-base-k4-linear-real --init_adapter build/refined/k4-r11 ...
+
+Joint training breaks through fastest at a coarse rate (`audio_downsample` 8: the LLM's loss left
+its plateau ~200 steps after the start, against ~600 at 4 with an MLP projector, docs/training.md);
+a finer rate then gives each token fewer frames to carry. This step writes pieces that start
+the finer graft (`--model_path`, built by `train.build` at the new `audio_downsample`) where the
+coarse one left off, instead of from scratch:
+
+- the projector's first layer: its weight over the `k_old` stacked frames is cut into
+  `k_old / k_new` blocks of `k_new` frames, which are summed. A token of `k_new` frames then maps
+  to what the coarse projector gave for `k_old` frames that repeat those `k_new` (the test checks
+  it exactly); training takes it on from there.
+- LoRA from rank r to `--lora_r`: the new ranks' B start at zero (the model is unchanged) and their
+  A as PEFT starts A; `lora_alpha` grows with the rank, so the trained ranks keep their scale.
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+PROJECTOR_IN = "audio_projector.linear_1.weight"
+
+
+def fold_projector(weight: torch.Tensor, width: int, new_downsample: int) -> torch.Tensor:
+    """`(out, k_old * width)` -> `(out, k_new * width)`: the blocks of `k_new` frames summed."""
+    old_downsample = weight.shape[1] // width
+    if weight.shape[1] != old_downsample * width:
+        raise ValueError(f"the projector takes {weight.shape[1]} inputs, not a multiple of the encoder width {width}")
+    if old_downsample % new_downsample:
+        raise ValueError(f"the new audio_downsample ({new_downsample}) must divide the pieces' ({old_downsample})")
+    # (out, k_old * width) -> (out, blocks, k_new * width), summed over the blocks
+    return weight.reshape(weight.shape[0], old_downsample // new_downsample, new_downsample * width).sum(1)
+
+
+def grow_lora(name: str, tensor: torch.Tensor, rank: int, generator: torch.Generator) -> torch.Tensor:
+    """A LoRA factor at `rank`: B (out, r) padded with zero columns, A (r, in) with rows drawn as
+    PEFT draws them (kaiming uniform, a = sqrt(5): uniform within 1 / sqrt(in))."""
+    if ".lora_B." in name:
+        return torch.cat([tensor, tensor.new_zeros(tensor.shape[0], rank - tensor.shape[1])], 1)
+    bound = 1 / math.sqrt(tensor.shape[1])
+    extra = torch.empty(rank - tensor.shape[0], tensor.shape[1]).uniform_(-bound, bound, generator=generator)
+    return torch.cat([tensor, extra.to(tensor.dtype)], 0)
+
+
+def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = None, seed: int = 0) -> dict:
+    """Write the refined pieces into `output`; returns their adapter config."""
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text())
+    base = json.loads((Path(model_path) / "config.json").read_text())
+    rank = config["r"] if lora_r is None else lora_r
+    if rank < config["r"]:
+        raise ValueError(f"lora_r must be at least the pieces' rank {config['r']}, got {rank}")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError("pieces with a per-module rank_pattern or alpha_pattern are not supported")
+    width, generator = base["audio_config"]["d_model"], torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, tensor in load_file(str(adapter / ADAPTER_WEIGHTS)).items():
+        if name.endswith(PROJECTOR_IN):
+            tensor = fold_projector(tensor, width, base["audio_downsample"])
+        elif ".lora_A." in name or ".lora_B." in name:
+            tensor = grow_lora(name, tensor, rank, generator)
+        tensors[name] = tensor.contiguous()
+    alpha = config["lora_alpha"] * rank / config["r"]
+    config.update(r=rank, lora_alpha=int(alpha) if alpha.is_integer() else alpha,
+                  base_model_name_or_path=str(model_path), inference_mode=False)  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(output / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (output / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapter", type=Path, required=True, help="stage-2 pieces (LoRA + projector)")
+    parser.add_argument("--model_path", type=Path, required=True, help="the graft built at the new audio_downsample")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--lora_r", type=int, default=None, help="the new LoRA rank (default: the pieces' own)")
+    parser.add_argument("--seed", type=int, default=0, help="draws the new ranks' A rows")
+    args = parser.parse_args(argv)
+    config = refine(args.adapter, args.model_path, args.output, args.lora_r, args.seed)
+    print(f"refined {args.adapter} for {args.model_path} into {args.output}: LoRA r={config['r']}, "
+          f"alpha {config['lora_alpha']:g}")
+
+
+if __name__ == "__main__":
+    main()
