@@ -166,10 +166,26 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
         raise FileNotFoundError(f"{path} not found: the run's stage records each training segment there")
     earlier = list(continues["segments"]) if continues else []
     offset = continues["steps"] if continues else 0
-    for segment in json.loads(path.read_text()):
+    segments = json.loads(path.read_text())
+    refined = refined_from(segments[0]) if continues and segments else None
+    if refined:  # the pieces were carried to another graft (train.refine) before the run: no steps, no samples
+        earlier.append({"steps": f"{offset}-{offset}", "samples_seen": 0, "train_seconds": None,
+                        "command": refined["command"], "refine": {k: refined[k] for k in ("from", "to")}})  # fmt: skip
+    for segment in segments:
         first, last = (step + offset for step in segment_steps(segment))
         earlier.append({**segment, "steps": f"{first}-{last}"})
     return earlier
+
+
+def refined_from(segment: dict) -> dict | None:
+    """The `refine.json` of the folder a segment's command started from (`--init_adapter DIR`), if any."""
+    import shlex
+
+    words = shlex.split(segment.get("command") or "")
+    folders = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--init_adapter"]
+    folders += [word.split("=", 1)[1] for word in words if word.startswith("--init_adapter=")]
+    path = Path(folders[-1]) / "refine.json" if folders else None
+    return json.loads(path.read_text()) if path and path.exists() else None
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
@@ -203,8 +219,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
     samples seen, seconds, command), the listening check and WER of each evaluation, the hardware
-    and versions. `continues`: the run started from
-    the pieces in mini/trained (`--init_adapter mini/trained/stage2`), whose segments come first."""
+    and versions. `continues`: the run started from the pieces in mini/trained (`--init_adapter
+    mini/trained/stage2`, or pieces `train.refine` carried from them), whose segments come first."""
     import datetime
     import shutil
 
@@ -243,7 +259,8 @@ def main(argv=None):
     parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
     parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
     parser.add_argument("--continues", action="store_true",
-                        help="with keep: the run started from mini/trained/stage2 (--init_adapter); its segments follow")
+                        help="with keep: the run started from mini/trained/stage2 (--init_adapter), or from pieces train.refine "
+                        "carried from it; its segments follow")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """mini.demo: compare (pipeline transcripts against a train.evaluate run) and the pieces kept in bf16."""
 
 import json
+import shlex
 
 import pytest
 
@@ -113,6 +114,42 @@ def test_keep_records_the_base_the_run_trained_on(tmp_path, monkeypatch):
     # a base folder that no longer exists: build/mini-base, which assemble rebuilds to the recipe
     (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
     assert demo.keep(run)["audio_downsample"] == 8
+
+
+def test_keep_records_the_refine_step_between_the_kept_pieces_and_the_run(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from train.refine import main as refine_main
+
+    base, trained, run = tmp_path / "mini-base-k1", tmp_path / "trained", tmp_path / "run"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"audio_downsample": 1, "projector_type": "linear",
+                                                  "projector_norm": True, "encode_padding": False,
+                                                  "audio_config": {"d_model": 3}}))  # fmt: skip
+    monkeypatch.setattr(demo, "TRAINED", trained)
+    (trained / "stage2").mkdir(parents=True)
+    save_file({"base_model.model.model.audio_projector.linear_1.weight": torch.ones(4, 6),
+               "base_model.model.x.lora_A.weight": torch.ones(2, 4), "base_model.model.x.lora_B.weight": torch.ones(4, 2)},
+              str(trained / "stage2" / "adapter_model.safetensors"))  # fmt: skip
+    (trained / "stage2" / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    (trained / "recipe.json").write_text(json.dumps({"steps": 20, "segments": _segments("0-20"), "evaluations": []}))
+    refined = tmp_path / "refined"
+    refine_main(["--adapter", str(trained / "stage2"), "--model_path", str(base), "--output", str(refined), "--lora_r", "3"])
+    run.mkdir()
+    save_file({"w": torch.ones(2)}, str(run / "adapter_model.safetensors"))
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    (run / "segments.json").write_text(json.dumps(_segments("0-5", command=f"python -m m --init_adapter {refined}")))
+    (run / "checkpoint-5").mkdir()
+    (run / "checkpoint-5" / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 5, "loss": 1.0}]}))
+    recipe = demo.keep(run, continues=True)
+    assert [s["steps"] for s in recipe["segments"]] == ["0-20", "20-20", "20-25"]
+    step = recipe["segments"][1]
+    assert step["command"] == shlex.join(["python", "-m", "train.refine", "--adapter", str(trained / "stage2"),
+                                          "--model_path", str(base), "--output", str(refined), "--lora_r", "3"])  # fmt: skip
+    assert step["refine"] == {"from": {"audio_downsample": 2, "lora_r": 2, "lora_alpha": 4},
+                              "to": {"audio_downsample": 1, "lora_r": 3, "lora_alpha": 6}}  # fmt: skip
+    assert (recipe["audio_downsample"], recipe["steps"]) == (1, 25)
 
 
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):

@@ -61,6 +61,9 @@ def pieces(tmp_path_factory):
 def test_refined_pieces_load_on_the_finer_graft_and_leave_text_unchanged(pieces, tmp_path):
     config = refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=5)
     assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (5, 10, str(pieces / "k1"))
+    record = json.loads((tmp_path / "refined" / "refine.json").read_text())
+    assert (record["from"], record["to"]) == ({"audio_downsample": 2, "lora_r": 2, "lora_alpha": 4},
+                                              {"audio_downsample": 1, "lora_r": 5, "lora_alpha": 10})  # fmt: skip
     before, after = load_file(str(pieces / "s2" / "adapter_model.safetensors")), load_file(
         str(tmp_path / "refined" / "adapter_model.safetensors"))
     assert before.keys() == after.keys()
@@ -83,3 +86,18 @@ def test_refine_refuses_a_smaller_rank(pieces, tmp_path):
     assert str(info.value) == "lora_r must be at least the pieces' rank 2, got 1"
     assert not (tmp_path / "refined").exists()
     assert json.loads((pieces / "s2" / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_refine_refuses_pieces_without_the_projector(tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "pieces").mkdir()
+    (tmp_path / "base").mkdir()
+    save_file({"base_model.model.x.lora_A.weight": torch.ones(2, 4)}, str(tmp_path / "pieces" / "adapter_model.safetensors"))
+    (tmp_path / "pieces" / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    (tmp_path / "base" / "config.json").write_text(json.dumps({"audio_downsample": 1, "audio_config": {"d_model": 3}}))
+    with pytest.raises(ValueError) as info:
+        refine(tmp_path / "pieces", tmp_path / "base", tmp_path / "out")
+    assert str(info.value) == (f"{tmp_path / 'pieces' / 'adapter_model.safetensors'} holds no "
+                               "audio_projector.linear_1.weight: not stage-2 pieces with the projector")
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ coarse one left off, instead of from scratch:
 """
 
 import argparse
+import datetime
 import json
 import math
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+REFINE_FILE = "refine.json"  # what was carried to what, and the command (`mini.demo keep` records it)
 PROJECTOR_IN = "audio_projector.linear_1.weight"
 
 
@@ -52,8 +54,10 @@ def grow_lora(name: str, tensor: torch.Tensor, rank: int, generator: torch.Gener
     return torch.cat([tensor, extra.to(tensor.dtype)], 0)
 
 
-def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = None, seed: int = 0) -> dict:
-    """Write the refined pieces into `output`; returns their adapter config."""
+def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = None, seed: int = 0,
+           command: str | None = None) -> dict:
+    """Write the refined pieces into `output`, with `refine.json` (the pieces' audio_downsample and
+    LoRA before and after, and `command`); returns their adapter config."""
     config = json.loads((adapter / ADAPTER_CONFIG).read_text())
     base = json.loads((Path(model_path) / "config.json").read_text())
     rank = config["r"] if lora_r is None else lora_r
@@ -62,19 +66,26 @@ def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = N
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError("pieces with a per-module rank_pattern or alpha_pattern are not supported")
     width, generator = base["audio_config"]["d_model"], torch.Generator().manual_seed(seed)
-    tensors = {}
+    tensors, before = {}, {"lora_r": config["r"], "lora_alpha": config["lora_alpha"]}
     for name, tensor in load_file(str(adapter / ADAPTER_WEIGHTS)).items():
         if name.endswith(PROJECTOR_IN):
+            before["audio_downsample"] = tensor.shape[1] // width
             tensor = fold_projector(tensor, width, base["audio_downsample"])
         elif ".lora_A." in name or ".lora_B." in name:
             tensor = grow_lora(name, tensor, rank, generator)
         tensors[name] = tensor.contiguous()
+    if "audio_downsample" not in before:
+        raise ValueError(f"{adapter / ADAPTER_WEIGHTS} holds no {PROJECTOR_IN}: not stage-2 pieces with the projector")
     alpha = config["lora_alpha"] * rank / config["r"]
     config.update(r=rank, lora_alpha=int(alpha) if alpha.is_integer() else alpha,
                   base_model_name_or_path=str(model_path), inference_mode=False)  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(output / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (output / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    after = {"audio_downsample": base["audio_downsample"], "lora_r": rank, "lora_alpha": config["lora_alpha"]}
+    record = {"from": before, "to": after, "adapter": str(adapter), "model_path": str(model_path), "command": command,
+              "date": datetime.date.today().isoformat()}  # fmt: skip
+    (output / REFINE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return config
 
 
@@ -86,7 +97,10 @@ def main(argv=None):
     parser.add_argument("--lora_r", type=int, default=None, help="the new LoRA rank (default: the pieces' own)")
     parser.add_argument("--seed", type=int, default=0, help="draws the new ranks' A rows")
     args = parser.parse_args(argv)
-    config = refine(args.adapter, args.model_path, args.output, args.lora_r, args.seed)
+    from train.stages import stage_command
+
+    config = refine(args.adapter, args.model_path, args.output, args.lora_r, args.seed,
+                    stage_command("train.refine", argv))  # fmt: skip
     print(f"refined {args.adapter} for {args.model_path} into {args.output}: LoRA r={config['r']}, "
           f"alpha {config['lora_alpha']:g}")
 
