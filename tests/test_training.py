@@ -73,7 +73,8 @@ class _Interrupt(TrainerCallback):
 
 def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypatch):
     folder, manifests = setup
-    straight = stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4))
+    # --resume where there is no checkpoint yet starts from step 0 (a command that can be rerun after a cut)
+    straight = stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ["--resume", "true"]))
     make_trainer = train.stages.make_trainer
 
     def interrupted(*args, **kwargs):

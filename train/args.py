@@ -48,7 +48,9 @@ class RecipeArguments:
     projector_learning_rate: float | None = field(
         default=None, metadata={"help": "the projector's own learning rate (default: learning_rate)"}
     )
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
+    resume: bool = field(
+        default=False, metadata={"help": "continue from the last checkpoint in output_dir (from step 0 when it has none)"}
+    )
 
 
 def parse_config(dataclass_types, argv=None):

@@ -136,10 +136,11 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str, co
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
-    last = get_last_checkpoint(training_args.output_dir) if recipe.resume else None
+    resumable = recipe.resume and Path(training_args.output_dir).is_dir()
+    last = get_last_checkpoint(training_args.output_dir) if resumable else None
     start = json.loads((Path(last) / "trainer_state.json").read_text())["global_step"] if last else 0
     started = time.time()
-    output = trainer.train(resume_from_checkpoint=True if recipe.resume else None)
+    output = trainer.train(resume_from_checkpoint=last)  # --resume with no checkpoint yet: from step 0
     trainer.save_metrics("train", output.metrics)  # train_results.json: train_runtime and friends
     if trainer.is_world_process_zero():
         record_segment(Path(training_args.output_dir), start, trainer.state.global_step,
