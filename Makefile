@@ -10,7 +10,7 @@ OUT ?= build/smoke
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 MINI_SWEEP_STEPS ?= 300
 MINI_SWEEP_CONFIGS ?= 8:linear:real 4:linear:real 2:linear:real
-MINI_STEPS ?= 2500
+MINI_STEPS ?= 2000
 
 LATEST_VENV := .venv-latest
 LATEST_PY := $(LATEST_VENV)/bin/python
@@ -71,17 +71,26 @@ demo: $(VENV)/.installed demo-deps
 
 # Retrain the committed pieces from scratch on CPU (docs/mini-graft.md says how long): the 20,000-clip
 # corpus, the audio_downsample sweep (MINI_SWEEP_STEPS of joint training each), then the chosen run
-# continued to MINI_STEPS (--resume true), kept in mini/trained (with each training segment the stages
-# recorded in segments.json) and scored on the dev-test set.
+# continued to MINI_STEPS (--resume true) and kept in mini/trained (with each training segment the stages
+# recorded in segments.json); then those pieces carried to audio_downsample 4 and LoRA r=11 (train.refine),
+# trained on with decaying rates (train/configs/mini_stage2_refined.yaml), kept after them, and scored.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
+REFINED_BASE := build/mini-base-k4-linear-real
+REFINE_COMMANDS = $(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
+		--output $(REFINED_BASE) --audio_downsample 4 --projector_type linear --max_audio_seconds 120 --dtype float32 \
+		--no_encode_padding && \
+	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r11 --lora_r 11 && \
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_refined.yaml --resume true
 demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
 	$(SWEEP_COMMAND)
 	$(LONG_COMMAND)
 	$(PY) -m mini.demo keep --run build/mini-train/stage2
-	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
+	$(REFINE_COMMANDS)
+	$(PY) -m mini.demo keep --run build/mini-train/k4-r11 --continues
+	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
 
 # The recipe's other measured choices (docs/training.md): projector gain 1.0 against the text-embedding

@@ -101,3 +101,19 @@ def test_refine_refuses_pieces_without_the_projector(tmp_path):
     assert str(info.value) == (f"{tmp_path / 'pieces' / 'adapter_model.safetensors'} holds no "
                                "audio_projector.linear_1.weight: not stage-2 pieces with the projector")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_refined_mini_config_continues_the_recipe_at_the_refined_graft():
+    from transformers import TrainingArguments
+
+    from train.args import DataArguments, RecipeArguments, parse_config
+
+    types = (stage2_qlora.Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments)
+    stage, recipe, data, training = parse_config(types, ["--config", "train/configs/mini_stage2_refined.yaml"])
+    base_stage, base_recipe, base_data, base_training = parse_config(types, ["--config", "train/configs/mini_stage2.yaml"])
+    assert (stage.model_path, stage.init_adapter) == ("build/mini-base-k4-linear-real", "build/refined/k4-r11")
+    assert (training.lr_scheduler_type, training.max_steps, training.seed) == ("linear", 600, 1)
+    # the rest is the recipe's own
+    assert recipe == base_recipe and data == base_data
+    assert (training.learning_rate, training.per_device_train_batch_size, training.warmup_steps) == (
+        base_training.learning_rate, base_training.per_device_train_batch_size, base_training.warmup_steps)
