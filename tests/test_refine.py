@@ -117,3 +117,13 @@ def test_the_refined_mini_config_continues_the_recipe_at_the_refined_graft():
     assert recipe == base_recipe and data == base_data
     assert (training.learning_rate, training.per_device_train_batch_size, training.warmup_steps) == (
         base_training.learning_rate, base_training.per_device_train_batch_size, base_training.warmup_steps)
+
+
+def test_stage2_says_where_its_pieces_start():
+    from types import SimpleNamespace
+
+    start = stage2_qlora.start_of
+    assert start(SimpleNamespace(init_adapter="mini/trained/stage2", projector_path=None)) == \
+        "LoRA and projector from mini/trained/stage2"
+    assert start(SimpleNamespace(init_adapter=None, projector_path="build/s1")) == "fresh LoRA, projector from build/s1"
+    assert start(SimpleNamespace(init_adapter=None, projector_path=None)) == "fresh LoRA and projector (joint training)"

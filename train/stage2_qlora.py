@@ -68,6 +68,15 @@ def add_lora(model, stage):
     return model
 
 
+def start_of(stage) -> str:
+    """Where stage 2's trainable pieces start, in words."""
+    if getattr(stage, "init_adapter", None):
+        return f"LoRA and projector from {stage.init_adapter}"
+    if stage.projector_path:
+        return f"fresh LoRA, projector from {stage.projector_path}"
+    return "fresh LoRA and projector (joint training)"
+
+
 def main(argv=None):
     stage, recipe, data_args, training_args = parse_config(
         (Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments), argv
@@ -80,9 +89,8 @@ def main(argv=None):
     model = add_lora(model, stage)
     keep_trainable_float32(model)
     model.print_trainable_parameters()
-    print(f"stage 2: LLM {'NF4' if stage.load_in_4bit else dtype}, projector "
-          f"{'from ' + stage.projector_path if stage.projector_path else 'fresh (joint training)'}, "
-          f"bf16 autocast {training_args.bf16}")  # fmt: skip
+    print(f"stage 2: LLM {'NF4' if stage.load_in_4bit else dtype}, {start_of(stage)}, "
+          f"bf16 autocast {training_args.bf16}")
     return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector",
                      stage_command("train.stage2_qlora", argv))
 
