@@ -127,3 +127,18 @@ def test_stage2_says_where_its_pieces_start():
         "LoRA and projector from mini/trained/stage2"
     assert start(SimpleNamespace(init_adapter=None, projector_path="build/s1")) == "fresh LoRA, projector from build/s1"
     assert start(SimpleNamespace(init_adapter=None, projector_path=None)) == "fresh LoRA and projector (joint training)"
+
+
+def test_the_k2_mini_config_is_the_refined_one_at_audio_downsample_2():
+    from transformers import TrainingArguments
+
+    from train.args import DataArguments, RecipeArguments, parse_config
+
+    types = (stage2_qlora.Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments)
+    stage, recipe, data, training = parse_config(types, ["--config", "train/configs/mini_stage2_k2.yaml"])
+    k4_stage, k4_recipe, k4_data, k4_training = parse_config(types, ["--config", "train/configs/mini_stage2_refined.yaml"])
+    assert (stage.model_path, stage.init_adapter) == ("build/mini-base-k2-linear-real", "build/refined/k2-r13")
+    assert (training.output_dir, training.seed) == ("build/mini-train/k2-r13", 2)
+    assert recipe == k4_recipe and data == k4_data
+    assert (training.lr_scheduler_type, training.max_steps, training.learning_rate, training.warmup_steps) == (
+        k4_training.lr_scheduler_type, k4_training.max_steps, k4_training.learning_rate, k4_training.warmup_steps)
