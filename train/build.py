@@ -35,8 +35,8 @@ from train.release import write_release_config
 from train.tiny import build_tiny
 
 # The projector's starting output RMS. Measured on the mini graft (docs/training.md, "Projector
-# scale"): gain 1.0 listens sooner and transcribes better than the text-embedding RMS (0.0173 for
-# Qwen2.5-0.5B) at the same steps and data.
+# scale"): at 300 joint steps, gain 1.0 listens (own-audio loss 2.71 against 4.49 zeroed) where the
+# text-embedding RMS (0.0173 for Qwen2.5-0.5B) has not begun to (4.15 against 4.15), same data.
 DEFAULT_PROJECTOR_GAIN = 1.0
 
 
