@@ -103,14 +103,19 @@ def test_refine_refuses_pieces_without_the_projector(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_refined_mini_config_continues_the_recipe_at_the_refined_graft():
+def stage2_config(path: str):
+    """(stage, recipe, data, training) arguments as stage 2 parses the config file at `path`."""
     from transformers import TrainingArguments
 
     from train.args import DataArguments, RecipeArguments, parse_config
 
     types = (stage2_qlora.Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments)
-    stage, recipe, data, training = parse_config(types, ["--config", "train/configs/mini_stage2_refined.yaml"])
-    base_stage, base_recipe, base_data, base_training = parse_config(types, ["--config", "train/configs/mini_stage2.yaml"])
+    return parse_config(types, ["--config", path])
+
+
+def test_the_refined_mini_config_continues_the_recipe_at_the_refined_graft():
+    stage, recipe, data, training = stage2_config("train/configs/mini_stage2_refined.yaml")
+    base_stage, base_recipe, base_data, base_training = stage2_config("train/configs/mini_stage2.yaml")
     assert (stage.model_path, stage.init_adapter) == ("build/mini-base-k4-linear-real", "build/refined/k4-r11")
     assert (training.lr_scheduler_type, training.max_steps, training.seed) == ("linear", 600, 1)
     # the rest is the recipe's own
@@ -130,13 +135,8 @@ def test_stage2_says_where_its_pieces_start():
 
 
 def test_the_k2_mini_config_is_the_refined_one_at_audio_downsample_2():
-    from transformers import TrainingArguments
-
-    from train.args import DataArguments, RecipeArguments, parse_config
-
-    types = (stage2_qlora.Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments)
-    stage, recipe, data, training = parse_config(types, ["--config", "train/configs/mini_stage2_k2.yaml"])
-    k4_stage, k4_recipe, k4_data, k4_training = parse_config(types, ["--config", "train/configs/mini_stage2_refined.yaml"])
+    stage, recipe, data, training = stage2_config("train/configs/mini_stage2_k2.yaml")
+    k4_stage, k4_recipe, k4_data, k4_training = stage2_config("train/configs/mini_stage2_refined.yaml")
     assert (stage.model_path, stage.init_adapter) == ("build/mini-base-k2-linear-real", "build/refined/k2-r13")
     assert (training.output_dir, training.seed) == ("build/mini-train/k2-r13", 2)
     assert recipe == k4_recipe and data == k4_data
