@@ -35,10 +35,12 @@ def _read_audio_file(source) -> tuple[np.ndarray, int]:
 
 
 class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
-    """ASR pipeline for the graft: prompt + audio in, generated text out (greedy by default).
+    """ASR pipeline for the graft: prompt + audio in, generated text out.
 
-    Call arguments: `prompt` (an instruction replacing "Transcribe this audio.", e.g. a request
-    to translate), `max_new_tokens`, and `generate_kwargs` (a dict for `model.generate`).
+    Decoding is deterministic: beam search of the width the model's `generation_config.num_beams`
+    sets (1, greedy, where it sets none), no sampling. Call arguments: `prompt` (an instruction
+    replacing "Transcribe this audio.", e.g. a request to translate), `max_new_tokens`, and
+    `generate_kwargs` (a dict for `model.generate`, over those defaults).
     """
 
     _load_processor = True
@@ -90,7 +92,8 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         inputs = self.processor(text=prompts, audio=clips, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         inputs = inputs.to(self.model.device)
         inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
-        kwargs = {"do_sample": False, "num_beams": 1, "max_new_tokens": 256}
+        kwargs = {"do_sample": False, "num_beams": getattr(self.model.generation_config, "num_beams", None) or 1,
+                  "max_new_tokens": 256}  # fmt: skip
         kwargs.update(getattr(self, "_generate_kwargs", None) or {})
         kwargs.update(generate_kwargs or {})
         sequences = self.model.generate(**inputs, **kwargs)

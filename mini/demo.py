@@ -9,7 +9,10 @@
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
 voices) and one clip over 30 s made by joining dev-test clips, prints each reference and
 hypothesis, and a table of WER per source for the graft beside Whisper base with its own decoder
-(greedy) on the same clips. The same figures go to `build/demo-results.json`.
+on the same clips, at the graft's beam width. The same figures go to `build/demo-results.json`.
+
+Decoding: `mini/trained/generation_config.json` holds the settings (the beam width) that
+`assemble` writes over the base's generation config; the pipeline decodes with them.
 """
 
 import argparse
@@ -28,6 +31,7 @@ DEVTEST = Path("build/demo-corpus/devtest.jsonl")
 RESULTS = Path("build/demo-results.json")
 RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm", "encode_padding")  # the base they trained on
 RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what pieces older than a key were trained with
+DECODING = "generation_config.json"  # in mini/trained: settings over the base's generation config
 
 
 def assemble() -> None:
@@ -44,9 +48,24 @@ def assemble() -> None:
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
     model, processor = merge(BASE, projector=projector, adapter=adapter)
+    apply_decoding(model.generation_config)
     error = save_checked(model, processor, GRAFT, BASE, projector, adapter, max_shard_size="500MB")
     print(f"merged {adapter or projector} into {BASE} and saved {GRAFT}: reloaded, its logits are within "
           f"{error:.1e} of the unmerged model's")
+
+
+def apply_decoding(generation_config, trained: Path | None = None):
+    """`generation_config` with the settings of `trained/generation_config.json` (mini/trained's)
+    written over it, where that file exists; an unknown or invalid setting raises."""
+    path = (trained or TRAINED) / DECODING
+    if path.exists():
+        settings = json.loads(path.read_text())
+        unknown = sorted(key for key in settings if not hasattr(generation_config, key))
+        if unknown:
+            raise ValueError(f"{path}: not generation settings: {unknown}")
+        generation_config.update(**settings)
+        generation_config.validate(strict=True)
+    return generation_config
 
 
 def load_devtest(manifest: Path = DEVTEST) -> list[dict]:
@@ -72,7 +91,7 @@ def long_clip(rows: list[dict], seconds: float = 40.0) -> dict:
     return {"samples": np.concatenate(pieces), "text": " ".join(texts), "voice": "joined real", "source": "real"}
 
 
-def whisper_base(rows: list[dict], batch_size=8) -> list[str]:
+def whisper_base(rows: list[dict], batch_size=8, num_beams=1) -> list[str]:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model = WhisperForConditionalGeneration.from_pretrained(COMPONENTS / "whisper-base").eval()
@@ -82,7 +101,7 @@ def whisper_base(rows: list[dict], batch_size=8) -> list[str]:
         batch = [r["samples"] for r in rows[start : start + batch_size]]
         features = processor(batch, sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
-            ids = model.generate(features, language="en", task="transcribe", num_beams=1, do_sample=False)
+            ids = model.generate(features, language="en", task="transcribe", num_beams=num_beams, do_sample=False)
         texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
     return texts
 
@@ -106,18 +125,22 @@ def score(batch_size: int = 8) -> dict:
     started = time.time()
     graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
     graft_seconds = time.time() - started
-    whisper = whisper_base(rows, batch_size)
+    num_beams = asr.model.generation_config.num_beams or 1
+    whisper = whisper_base(rows, batch_size, num_beams)
     for row, hyp, base in zip(rows, graft, whisper):
         print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")
     joined = long_clip(rows)
     joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
     print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
     results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
+               "num_beams": num_beams,
                "clips": [{"voice": r["voice"], "reference": r["text"], "graft": g, "whisper_base": w}
                          for r, g, w in zip(rows, graft, whisper)],
                "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
                              "hypothesis": joined_hyp,
                              "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
+    decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
+    print(f"\n{decoding}, both models; the graft took {graft_seconds:.0f} s for the {len(rows)} clips")
     print("\n| source | clips | mini graft WER | Whisper base WER |\n|---|---|---|---|")
     for voice, row in results["per_source"].items():
         print(f"| {voice} | {row['clips']} | {row['graft_wer']:.1%} | {row['whisper_base_wer']:.1%} |")
@@ -234,8 +257,11 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
     last = segment_steps(segments[-1])[1]
     config = json.loads((trained_on(run) / "config.json").read_text())
+    decoding = (TRAINED / DECODING).read_text() if (TRAINED / DECODING).exists() else None
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
+    if decoding is not None:  # chosen by measurement on the graft, not by the run: kept across runs
+        (TRAINED / DECODING).write_text(decoding)
     copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
     shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
     if earlier:

@@ -59,6 +59,7 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     monkeypatch.setattr(demo, "BASE", base)
     monkeypatch.setattr(demo, "TRAINED", trained)
     (trained / "stage1").mkdir(parents=True)  # pieces of an older recipe are replaced, not kept beside
+    (trained / "generation_config.json").write_text('{"num_beams": 4}\n')  # the decoding outlives the pieces
     run.mkdir()
     save_file({"w": torch.full((2,), 3.0)}, str(run / "adapter_model.safetensors"))
     (run / "training.png").write_bytes(b"png")
@@ -73,7 +74,8 @@ def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypa
     recipe = demo.keep(run, note="n")
     saved = load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"]
     assert saved.dtype == torch.bfloat16 and saved.tolist() == [3.0, 3.0]
-    assert sorted(p.name for p in trained.iterdir()) == ["recipe.json", "stage2"]
+    assert sorted(p.name for p in trained.iterdir()) == ["generation_config.json", "recipe.json", "stage2"]
+    assert (trained / "generation_config.json").read_text() == '{"num_beams": 4}\n'
     assert (trained / "stage2" / "training.png").read_bytes() == b"png"
     assert json.loads((trained / "recipe.json").read_text()) == recipe
     assert {k: recipe[k] for k in ("audio_downsample", "encode_padding", "steps", "note")} == {
@@ -156,3 +158,17 @@ def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         demo.training_segments(tmp_path)
     assert str(info.value) == f"{tmp_path / 'segments.json'} not found: the run's stage records each training segment there"
+
+
+def test_decoding_settings_go_over_the_generation_config(tmp_path):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[5, 6])
+    assert demo.apply_decoding(config, tmp_path).num_beams == 1  # no file: as it was
+    (tmp_path / "generation_config.json").write_text('{"num_beams": 4}')
+    assert demo.apply_decoding(config, tmp_path).to_diff_dict() == GenerationConfig(
+        do_sample=False, num_beams=4, eos_token_id=[5, 6]).to_diff_dict()  # fmt: skip
+    (tmp_path / "generation_config.json").write_text('{"num_beam": 4}')
+    with pytest.raises(ValueError) as info:
+        demo.apply_decoding(config, tmp_path)
+    assert str(info.value) == f"{tmp_path / 'generation_config.json'}: not generation settings: ['num_beam']"

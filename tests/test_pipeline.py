@@ -87,3 +87,25 @@ def test_pipeline_errors(asr):
     with pytest.raises(ValueError) as info:
         asr(np.zeros(121 * 16000, dtype=np.float32))
     assert str(info.value) == "audio clip 0 is 121.0 s long; the longest accepted is 120 s (max_audio_seconds)"
+
+
+def test_beam_width_comes_from_the_generation_config(asr, monkeypatch):
+    seen = []
+    generate = asr.model.generate
+
+    def spy(**kwargs):
+        seen.append((kwargs["num_beams"], kwargs["do_sample"]))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(asr.model, "generate", spy)
+    settings = text_only(asr, 3)
+    greedy = asr(make_clip(1.0), generate_kwargs=settings)["text"]
+    monkeypatch.setattr(asr.model.generation_config, "num_beams", 3)
+    beams = asr(make_clip(1.0), generate_kwargs=settings)["text"]
+    asr(make_clip(1.0), generate_kwargs={**settings, "num_beams": 1})
+    assert seen == [(1, False), (3, False), (1, False)]
+    inputs = asr.processor(text=build_prompt(asr.processor), audio=make_clip(1.0), sampling_rate=16000)
+    with torch.no_grad():
+        out = generate(**inputs, do_sample=False, num_beams=3, **settings)
+    assert beams == asr.processor.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+    assert greedy == generated(asr, make_clip(1.0), new_tokens=3)[0]

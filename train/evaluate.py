@@ -32,8 +32,9 @@ from train.metrics import clip_records, compute_metrics, write_jsonl
 
 @torch.no_grad()
 def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_size=8, max_new_tokens=128,
-               progress=False, autocast=None) -> list[str]:  # fmt: skip
-    """Greedy transcripts of `clips` (16 kHz float arrays), `batch_size` at a time; `autocast` (a
+               progress=False, autocast=None, num_beams=1) -> list[str]:  # fmt: skip
+    """Transcripts of `clips` (16 kHz float arrays), `batch_size` at a time, greedy unless `num_beams`
+    > 1 (beam search); `autocast` (a
     context-manager factory, e.g. `accelerator.autocast`) wraps generation only: the processor's
     torch log-mels must stay float32."""
     prompt = build_prompt(processor, instruction)
@@ -43,7 +44,7 @@ def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_s
         inputs = processor(text=[prompt] * len(batch), audio=batch, sampling_rate=SAMPLING_RATE).to(model.device)
         inputs["input_features"] = inputs["input_features"].to(model.dtype)
         with autocast() if autocast is not None else contextlib.nullcontext():
-            out = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+            out = model.generate(**inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens)
         texts += processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in texts]
 
@@ -89,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_samples", type=int)
     parser.add_argument("--max_new_tokens", type=int, default=128)
+    parser.add_argument("--num_beams", type=int, default=1, help="beam search width (1: greedy)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = parser.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv=None):
         dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.max_samples)
     metrics, records = evaluate_dataset(model, processor, dataset, accelerator, instruction=args.instruction,
                                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                        progress=True)  # fmt: skip
+                                        num_beams=args.num_beams, progress=True)  # fmt: skip
     if accelerator.is_main_process:
         args.output.mkdir(parents=True, exist_ok=True)
         write_jsonl(args.output / "predictions.jsonl", records)
