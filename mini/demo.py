@@ -59,11 +59,9 @@ def apply_decoding(generation_config, trained: Path | None = None):
     written over it, where that file exists; an unknown or invalid setting raises."""
     path = (trained or TRAINED) / DECODING
     if path.exists():
-        settings = json.loads(path.read_text())
-        unknown = sorted(key for key in settings if not hasattr(generation_config, key))
+        unknown = generation_config.update(**json.loads(path.read_text()))  # what it has no field for
         if unknown:
-            raise ValueError(f"{path}: not generation settings: {unknown}")
-        generation_config.update(**settings)
+            raise ValueError(f"{path}: not generation settings: {sorted(unknown)}")
         generation_config.validate(strict=True)
     return generation_config
 

@@ -33,10 +33,9 @@ from train.metrics import clip_records, compute_metrics, write_jsonl
 @torch.no_grad()
 def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_size=8, max_new_tokens=128,
                progress=False, autocast=None, num_beams=1) -> list[str]:  # fmt: skip
-    """Transcripts of `clips` (16 kHz float arrays), `batch_size` at a time, greedy unless `num_beams`
-    > 1 (beam search); `autocast` (a
-    context-manager factory, e.g. `accelerator.autocast`) wraps generation only: the processor's
-    torch log-mels must stay float32."""
+    """Transcripts of `clips` (16 kHz float arrays), `batch_size` at a time, greedy unless
+    `num_beams` > 1 (beam search); `autocast` (a context-manager factory, e.g.
+    `accelerator.autocast`) wraps generation only: the processor's torch log-mels must stay float32."""
     prompt = build_prompt(processor, instruction)
     texts = []
     for start in tqdm(range(0, len(clips), batch_size), desc="transcribing", disable=not progress):
