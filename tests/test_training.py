@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,7 +14,7 @@ from transformers import TrainerCallback
 
 import train.stages
 from train import stage1_align, stage2_qlora
-from train.data import SpeechDataset, load_rows
+from train.data import JoinedClips, SpeechDataset, load_rows
 from train.loading import load_graft
 from train.merge import merge, probe_inputs, save_checked
 from train.tiny import build_tiny
@@ -47,6 +48,74 @@ def test_broken_rows_are_skipped_and_counted(setup):
     assert dataset.skips.report() == (
         "skipped 3 rows: 1 audio over 120 s, 1 empty text, 1 missing or undecodable audio"
     )
+
+
+def test_joined_clips_join_audio_text_and_ids_with_gaps(setup):
+    _, manifests = setup
+    clips = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    joined = JoinedClips(clips, probability=1.0, max_clips=3, max_seconds=120, gap_seconds=0.5, seed=0)
+    assert len(joined) == len(clips) and joined.skips is clips.skips
+    assert [plan[0] for plan in joined.plans] == list(range(len(clips)))
+    several = [i for i, plan in enumerate(joined.plans) if len(plan) > 1]
+    assert several  # probability 1: every item draws partners (one equal to itself is passed over)
+    for i in several:
+        plan, item = joined.plans[i], joined[i]
+        parts = [clips[k] for k in plan]
+        gap = np.zeros(8000, dtype=np.float32)
+        expected = np.concatenate([piece for part in parts for piece in (gap, part["audio"])][1:])
+        np.testing.assert_array_equal(item["audio"], expected)
+        assert item["text"] == " ".join(part["text"] for part in parts)
+        assert item["id"] == "+".join(part["id"] for part in parts)
+        assert joined.lengths[i] == sum(clips.lengths[k] for k in plan) + (len(plan) - 1) * 8000 // 1280
+    again = JoinedClips(clips, probability=1.0, max_clips=3, max_seconds=120, gap_seconds=0.5, seed=0)
+    assert again.plans == joined.plans  # drawn once from the seed: the same items every epoch and run
+    assert JoinedClips(clips, 1.0, 3, 120, seed=1).plans != joined.plans
+
+
+def test_joined_clips_keep_single_clips_at_probability_zero_and_within_max_seconds(setup):
+    _, manifests = setup
+    clips = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    none = JoinedClips(clips, probability=0.0)
+    assert none.plans == [[i] for i in range(len(clips))] and none.lengths == clips.lengths
+    assert none[2]["text"] == clips[2]["text"] and np.array_equal(none[2]["audio"], clips[2]["audio"])
+    shortest_pair = 2 * min(clips.seconds) + 0.3
+    capped = JoinedClips(clips, probability=1.0, max_clips=4, max_seconds=shortest_pair - 0.01)
+    assert capped.plans == [[i] for i in range(len(clips))]
+    for plan in JoinedClips(clips, probability=1.0, max_clips=4, max_seconds=max(clips.seconds) + 1.0).plans:
+        assert sum(clips.seconds[k] for k in plan) + 0.3 * (len(plan) - 1) <= max(clips.seconds) + 1.0
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"probability": 1.5}, "join_clips is a probability, between 0 and 1; got 1.5"),
+    ({"probability": 0.5, "max_clips": 1}, "join_max_clips must be at least 2 to join anything; got 1"),
+])  # fmt: skip
+def test_joined_clips_refuse_bad_settings(setup, kwargs, message):
+    _, manifests = setup
+    clips = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    with pytest.raises(ValueError) as info:
+        JoinedClips(clips, **kwargs)
+    assert str(info.value) == message
+
+
+def test_join_clips_refuses_an_encoder_cache(setup, tmp_path):
+    folder, manifests = setup
+    with pytest.raises(ValueError) as info:
+        stage1_align.main(_common(folder, manifests, tmp_path / "j", 1,
+                                  ["--join_clips", "0.5", "--encoder_cache_dir", str(tmp_path / "cache")]))
+    assert str(info.value) == ("join_clips joins clips' audio before the encoder: it works with neither streaming "
+                               "nor encoder_cache_dir")
+
+
+def test_stage2_trains_on_joined_clips(setup, tmp_path):
+    folder, manifests = setup
+    extra = ["--join_clips", "1.0", "--join_max_clips", "3", "--load_in_4bit", "false", "--lora_r", "2",
+             "--train_sampling_strategy", "group_by_length"]
+    trainer = stage2_qlora.main(_common(folder, manifests, tmp_path / "joined", 2, extra))
+    assert trainer.state.global_step == 2
+    assert isinstance(trainer.train_dataset, JoinedClips)
+    assert any(len(plan) > 1 for plan in trainer.train_dataset.plans)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(np.isfinite(losses))
 
 
 def test_stage1_changes_only_the_projector(setup, tmp_path):

@@ -30,6 +30,12 @@ class DataArguments:
         default=24,
         metadata={"help": "eval clips scored with their own, zeroed and shuffled audio at each evaluation (0: none)"},
     )
+    join_clips: float = field(
+        default=0.0,
+        metadata={"help": "probability that a training item is its clip joined with others (train.data.JoinedClips)"},
+    )
+    join_max_clips: int = field(default=3, metadata={"help": "most clips in one joined training item"})
+    join_max_seconds: float = field(default=30.0, metadata={"help": "longest joined training item, in seconds"})
     encoder_cache_dir: str | None = field(
         default=None,
         metadata={"help": "encode the training set with the frozen encoder once and keep the outputs here"},

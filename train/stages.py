@@ -14,21 +14,28 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
-from train.data import SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from train.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
 from train.encoder_cache import with_encoder_cache
 from train.listening import ListeningCallback
 from train.plots import plot_training
 from train.precision import hardware
 
 
-def build_datasets(data_args, max_seconds: float):
-    """(train dataset, eval dataset or None) with broken rows skipped and counted."""
+def build_datasets(data_args, max_seconds: float, seed: int = 0):
+    """(train dataset, eval dataset or None) with broken rows skipped and counted; with `join_clips`,
+    some training items are several clips joined (`JoinedClips`, drawn from `seed`)."""
+    if data_args.join_clips and (data_args.streaming or data_args.encoder_cache_dir):
+        raise ValueError("join_clips joins clips' audio before the encoder: it works with neither streaming "
+                         "nor encoder_cache_dir")
     rows = load_rows(data_args.train_data, data_args.train_split, data_args.audio_column, data_args.text_column,
                      streaming=data_args.streaming, config=data_args.dataset_config)  # fmt: skip
     if data_args.streaming:
         train = StreamingSpeechDataset(rows, max_seconds)
     else:
         train = SpeechDataset(rows, max_seconds, limit=data_args.max_train_samples)
+        if data_args.join_clips:
+            train = JoinedClips(train, data_args.join_clips, data_args.join_max_clips,
+                                min(data_args.join_max_seconds, max_seconds), seed=seed)
     evaluation = None
     if data_args.eval_data:
         eval_rows = load_rows(data_args.eval_data, data_args.eval_split, data_args.audio_column,
@@ -131,7 +138,7 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
 
 def run_stage(model, processor, data_args, training_args, recipe, title: str, command: str = ""):
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
-    train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds)
+    train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds, training_args.seed)
     if data_args.encoder_cache_dir:
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
