@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,22 @@ def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
     assert streamed == whole and whole["num_clips"] == 4
     lines = [(tmp_path / name / "predictions.jsonl").read_text() for name in ("whole", "streamed")]
     assert lines[0] == lines[1]
+    assert json.loads((tmp_path / "whole" / "results.json").read_text())["num_beams"] == 1  # the tiny graft: greedy
+
+
+def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path, monkeypatch):
+    from train import evaluate
+
+    folder, manifests = setup
+    graft = tmp_path / "graft"
+    shutil.copytree(folder / "graft", graft)
+    config = json.loads((graft / "generation_config.json").read_text())
+    (graft / "generation_config.json").write_text(json.dumps({**config, "num_beams": 3}))
+    seen = []
+    transcribe = evaluate.transcribe
+    monkeypatch.setattr(evaluate, "transcribe", lambda *a, **k: seen.append(k["num_beams"]) or transcribe(*a, **k))
+    common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
+    evaluate.main([*common, "--output", str(tmp_path / "model")])
+    evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])
+    assert seen == [3, 2]
+    assert [json.loads((tmp_path / name / "results.json").read_text())["num_beams"] for name in ("model", "told")] == [3, 2]

@@ -48,6 +48,12 @@ def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_s
     return [text.strip() for text in texts]
 
 
+def decoding_beams(model) -> int:
+    """The beam width the model's pipeline decodes with: its generation config's `num_beams` (1 where unset).
+    A base folder with an adapter has the base's generation config (greedy for `train.build`'s grafts)."""
+    return getattr(model.generation_config, "num_beams", None) or 1
+
+
 def batches(dataset, batch_size: int):
     """Lists of `batch_size` items of a map-style or streamed dataset, read as they are needed."""
     if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
@@ -89,7 +95,9 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_samples", type=int)
     parser.add_argument("--max_new_tokens", type=int, default=128)
-    parser.add_argument("--num_beams", type=int, default=1, help="beam search width (1: greedy)")
+    parser.add_argument("--num_beams", type=int,
+                        help="beam search width, 1 greedy (default: the model's generation_config.num_beams, "
+                             "the decoding its pipeline uses)")  # fmt: skip
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = parser.parse_args(argv)
@@ -97,6 +105,7 @@ def main(argv=None):
     accelerator = Accelerator()
     model, processor = load_graft(args.model, args.projector, args.adapter, dtype=getattr(torch, args.dtype))
     model.to(accelerator.device)
+    num_beams = args.num_beams or decoding_beams(model)
     rows = load_rows(args.data, args.split, args.audio_column, args.text_column, streaming=args.streaming,
                      config=args.dataset_config)  # fmt: skip
     if args.streaming:
@@ -106,15 +115,16 @@ def main(argv=None):
         dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.max_samples)
     metrics, records = evaluate_dataset(model, processor, dataset, accelerator, instruction=args.instruction,
                                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                        num_beams=args.num_beams, progress=True)  # fmt: skip
+                                        num_beams=num_beams, progress=True)  # fmt: skip
     if accelerator.is_main_process:
         args.output.mkdir(parents=True, exist_ok=True)
         write_jsonl(args.output / "predictions.jsonl", records)
         results = {**metrics, "dataset_name": args.dataset_name or args.data, "dataset_type": args.dataset_type or args.data,
-                   "split": args.split, "skipped": dict(dataset.skips), "processes": accelerator.num_processes}  # fmt: skip
+                   "split": args.split, "num_beams": num_beams, "skipped": dict(dataset.skips),
+                   "processes": accelerator.num_processes}  # fmt: skip
         (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"WER {metrics['wer']:.2%}  CER {metrics['cer']:.2%}  exact {metrics['exact_match']:.2%}  "
-              f"clips {metrics['num_clips']}  ({dataset.skips.report()})")  # fmt: skip
+              f"clips {metrics['num_clips']}  {num_beams} beam(s)  ({dataset.skips.report()})")  # fmt: skip
     return metrics
 
 
