@@ -77,9 +77,7 @@ demo: $(VENV)/.installed demo-deps
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real
-REFINE_COMMANDS = $(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
-		--output $(REFINED_BASE) --audio_downsample 4 --projector_type linear --max_audio_seconds 120 --dtype float32 \
-		--no_encode_padding && \
+REFINE_COMMANDS = $(PY) -m mini.sweep --configs 4:linear:real --build_only && \
 	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r11 --lora_r 11 && \
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_refined.yaml --resume true
 demo-train: $(VENV)/.installed demo-deps

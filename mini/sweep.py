@@ -183,10 +183,16 @@ def side_by_side(jobs: list[tuple["Run", list[str]]], what: str, parallel: bool)
                 raise RuntimeError(f"{what} of {run.name} failed (exit {process.returncode}){hint}")
 
 
+def build_missing(runs: list[Run], parallel: bool) -> list[Run]:
+    """Build the grafts of `runs` not built yet (one per graft); the runs whose graft was built."""
+    missing = list({run.base: run for run in runs if not (run.base / "config.json").exists()}.values())
+    side_by_side([(run, run.build_command()) for run in missing], "building the graft", parallel)
+    return missing
+
+
 def run_all(runs: list[Run], parallel: bool) -> None:
     """Build the grafts not built yet, train each run, then score each on the dev-test set."""
-    missing = {run.base: run for run in runs if not (run.base / "config.json").exists()}.values()
-    side_by_side([(run, run.build_command()) for run in missing], "building the graft", parallel)
+    build_missing(runs, parallel)
     for group in ([runs] if parallel else [[run] for run in runs]):
         started = time.time()
         for phase in range(max(len(run.train_commands()) for run in group)):
@@ -256,7 +262,14 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=float, default=0.1)
     parser.add_argument("--promote", action="store_true", help="make the chosen configuration the long run's start")
     parser.add_argument("--out", type=Path, default=Path("build/mini-sweep"))
+    parser.add_argument("--build_only", action="store_true",
+                        help="only build the configurations' grafts not built yet (build/mini-base-...), then stop")
     args = parser.parse_args(argv)
+    if args.build_only:
+        built = build_missing([Run(spec, args) for spec in args.configs], args.parallel)
+        print(f"built {len(built)} graft(s): " + ", ".join(str(run.base) for run in built) if built
+              else "every graft already built")  # fmt: skip
+        return None
     args.out.mkdir(parents=True, exist_ok=True)
     record = args.out / "results.json"
     rows = json.loads(record.read_text())["runs"] if record.exists() else []

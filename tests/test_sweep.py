@@ -101,3 +101,22 @@ def test_a_cut_off_sweep_resumes_past_runs_trained_and_scored(tmp_path):
     (staged.output / "eval").mkdir()
     (staged.output / "eval" / "results.json").write_text("{}")
     assert staged.finished()  # stage 2 ran the 30 steps after stage 1's 10
+
+
+def test_build_only_builds_the_missing_grafts_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "base_folder", lambda name: tmp_path / f"mini-base-{name}")
+    issued = []
+    monkeypatch.setattr(sweep, "side_by_side", lambda jobs, what, parallel: issued.extend((what, c) for _, c in jobs))
+    assert sweep.main(["--configs", "4:linear:real", "4:linear:real:staged=50", "--build_only",
+                       "--out", str(tmp_path / "sweep")]) is None  # fmt: skip
+    assert [what for what, _ in issued] == ["building the graft"]  # staged=50 shares the graft: built once
+    command = issued[0][1]
+    assert command[command.index("--output") + 1] == str(tmp_path / "mini-base-k4-linear-real")
+    assert command[command.index("--audio_downsample") + 1] == "4" and command[-1] == "--no_encode_padding"
+    assert not (tmp_path / "sweep").exists()
+    assert capsys.readouterr().out == f"built 1 graft(s): {tmp_path / 'mini-base-k4-linear-real'}\n"
+    (tmp_path / "mini-base-k4-linear-real").mkdir()
+    (tmp_path / "mini-base-k4-linear-real" / "config.json").write_text("{}")
+    issued.clear()
+    sweep.main(["--configs", "4:linear:real", "--build_only", "--out", str(tmp_path / "sweep")])
+    assert issued == [] and capsys.readouterr().out == "every graft already built\n"
