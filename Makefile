@@ -73,7 +73,8 @@ demo: $(VENV)/.installed demo-deps
 # corpus, the audio_downsample sweep (MINI_SWEEP_STEPS of joint training each), then the chosen run
 # continued to MINI_STEPS (--resume true) and kept in mini/trained (with each training segment the stages
 # recorded in segments.json); then those pieces carried to audio_downsample 4 and LoRA r=11 (train.refine),
-# trained on with decaying rates (train/configs/mini_stage2_refined.yaml), kept after them, and scored.
+# trained on with decaying rates (train/configs/mini_stage2_refined.yaml) and kept; then trained on with
+# 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml), kept, and scored.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real
@@ -88,8 +89,10 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.demo keep --run build/mini-train/stage2
 	$(REFINE_COMMANDS)
 	$(PY) -m mini.demo keep --run build/mini-train/k4-r11 --continues
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --resume true
+	$(PY) -m mini.demo keep --run build/mini-train/k4-joined --continues
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32
+		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
 # The recipe's other measured choices (docs/training.md): projector gain 1.0 against the text-embedding
 # RMS, joint training against stage 1 then stage 2, at the sweep's budget and the chosen downsample 8.
