@@ -116,6 +116,7 @@ def wer_table(rows, graft, whisper) -> dict:
 def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
+    from train.evaluate import decoding_beams
     from train.metrics import compute_metrics
 
     rows = load_devtest()
@@ -123,7 +124,7 @@ def score(batch_size: int = 8) -> dict:
     started = time.time()
     graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
     graft_seconds = time.time() - started
-    num_beams = asr.model.generation_config.num_beams or 1
+    num_beams = decoding_beams(asr.model)
     whisper = whisper_base(rows, batch_size, num_beams)
     for row, hyp, base in zip(rows, graft, whisper):
         print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")

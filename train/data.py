@@ -155,7 +155,8 @@ class JoinedClips(torch.utils.data.Dataset):
                         plan.append(int(other))
                         total += added
             self.plans.append(plan)
-            self.lengths.append(sum(clips.lengths[i] for i in plan) + (len(plan) - 1) * len(self.gap) // 1280)
+            gaps = approximate_tokens((len(plan) - 1) * len(self.gap), "")
+            self.lengths.append(sum(clips.lengths[i] for i in plan) + gaps)
 
     def __len__(self):
         return len(self.plans)
