@@ -32,6 +32,7 @@ RESULTS = Path("build/demo-results.json")
 RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm", "encode_padding")  # the base they trained on
 RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what pieces older than a key were trained with
 DECODING = "generation_config.json"  # in mini/trained: settings over the base's generation config
+GRAFT_DECODING = ("audio_guidance_scale",)  # settings the graft's own generate reads, beside transformers' fields
 
 
 def assemble() -> None:
@@ -59,7 +60,11 @@ def apply_decoding(generation_config, trained: Path | None = None):
     written over it, where that file exists; an unknown or invalid setting raises."""
     path = (trained or TRAINED) / DECODING
     if path.exists():
-        unknown = generation_config.update(**json.loads(path.read_text()))  # what it has no field for
+        settings = json.loads(path.read_text())
+        for key in GRAFT_DECODING:
+            if key in settings:
+                setattr(generation_config, key, settings.pop(key))
+        unknown = generation_config.update(**settings)  # what it has no field for
         if unknown:
             raise ValueError(f"{path}: not generation settings: {sorted(unknown)}")
         generation_config.validate(strict=True)
@@ -116,7 +121,7 @@ def wer_table(rows, graft, whisper) -> dict:
 def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
-    from train.evaluate import decoding_beams
+    from train.evaluate import decoding_beams, guidance_scale
     from train.metrics import compute_metrics
 
     rows = load_devtest()
@@ -124,7 +129,7 @@ def score(batch_size: int = 8) -> dict:
     started = time.time()
     graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
     graft_seconds = time.time() - started
-    num_beams = decoding_beams(asr.model)
+    num_beams, guidance = decoding_beams(asr.model), guidance_scale(asr.model)
     whisper = whisper_base(rows, batch_size, num_beams)
     for row, hyp, base in zip(rows, graft, whisper):
         print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")
@@ -132,13 +137,14 @@ def score(batch_size: int = 8) -> dict:
     joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
     print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
     results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
-               "num_beams": num_beams,
+               "num_beams": num_beams, "audio_guidance_scale": guidance,
                "clips": [{"voice": r["voice"], "reference": r["text"], "graft": g, "whisper_base": w}
                          for r, g, w in zip(rows, graft, whisper)],
                "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
                              "hypothesis": joined_hyp,
                              "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
     decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
+    decoding += "" if guidance == 1 else f" (the graft with audio guidance {guidance:g})"
     print(f"\n{decoding}, both models; the graft took {graft_seconds:.0f} s for the {len(rows)} clips")
     print("\n| source | clips | mini graft WER | Whisper base WER |\n|---|---|---|---|")
     for voice, row in results["per_source"].items():

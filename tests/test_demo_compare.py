@@ -168,6 +168,11 @@ def test_decoding_settings_go_over_the_generation_config(tmp_path):
     (tmp_path / "generation_config.json").write_text('{"num_beams": 4}')
     assert demo.apply_decoding(config, tmp_path).to_diff_dict() == GenerationConfig(
         do_sample=False, num_beams=4, eos_token_id=[5, 6]).to_diff_dict()  # fmt: skip
+    (tmp_path / "generation_config.json").write_text('{"num_beams": 4, "audio_guidance_scale": 1.5}')
+    guided = demo.apply_decoding(GenerationConfig(do_sample=False, num_beams=1), tmp_path)
+    assert (guided.num_beams, guided.audio_guidance_scale) == (4, 1.5)
+    guided.save_pretrained(tmp_path / "saved")  # the graft's own setting travels with its generation config
+    assert GenerationConfig.from_pretrained(tmp_path / "saved").audio_guidance_scale == 1.5
     (tmp_path / "generation_config.json").write_text('{"num_beam": 4}')
     with pytest.raises(ValueError) as info:
         demo.apply_decoding(config, tmp_path)

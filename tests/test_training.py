@@ -304,3 +304,26 @@ def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])
     assert seen == [3, 2]
     assert [json.loads((tmp_path / name / "results.json").read_text())["num_beams"] for name in ("model", "told")] == [3, 2]
+
+
+def test_evaluate_decodes_with_the_models_audio_guidance_unless_told(setup, tmp_path, monkeypatch):
+    from train import evaluate
+
+    folder, manifests = setup
+    graft = tmp_path / "graft"
+    shutil.copytree(folder / "graft", graft)
+    config = json.loads((graft / "generation_config.json").read_text())
+    (graft / "generation_config.json").write_text(json.dumps({**config, "audio_guidance_scale": 1.5}))
+    seen = []
+    transcribe = evaluate.transcribe
+    monkeypatch.setattr(evaluate, "transcribe",
+                        lambda *a, **k: seen.append(k["audio_guidance_scale"]) or transcribe(*a, **k))  # fmt: skip
+    common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
+    evaluate.main([*common, "--output", str(tmp_path / "model")])
+    evaluate.main([*common, "--output", str(tmp_path / "told"), "--audio_guidance_scale", "1"])
+    evaluate.main(["--model", str(folder / "graft"), *common[2:], "--output", str(tmp_path / "none")])
+    assert seen == [1.5, 1.0, 1.0]
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("model", "told", "none")]
+    assert [r["audio_guidance_scale"] for r in results] == [1.5, 1.0, 1.0]
+    told, none = ((tmp_path / name / "predictions.jsonl").read_text() for name in ("told", "none"))
+    assert told == none

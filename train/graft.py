@@ -23,6 +23,8 @@ from qwen2_audio_graft.configuration_qwen2_audio_graft import (  # noqa: E402
     num_audio_tokens,
 )
 from qwen2_audio_graft.modeling_qwen2_audio_graft import (  # noqa: E402
+    SILENCE_LOG_MEL,
+    AudioGuidanceLogitsProcessor,
     Qwen2AudioGraftForConditionalGeneration,
     Qwen2AudioGraftModel,
     Qwen2AudioGraftProjector,
@@ -40,6 +42,8 @@ from qwen2_audio_graft.processing_qwen2_audio_graft import (  # noqa: E402
 )
 
 __all__ = [
+    "SILENCE_LOG_MEL",
+    "AudioGuidanceLogitsProcessor",
     "DEFAULT_INSTRUCTION",
     "REPO_ROOT",
     "SAMPLING_RATE",
