@@ -93,4 +93,10 @@ long_clip = (0.1 * rng.randn(70 * 16000)).astype(np.float32)
 text, audio_tokens = direct(long_clip, 3)
 report["long_70s"] = {"equals_generate": asr(long_clip, generate_kwargs=exactly(3))["text"] == text,
                       "audio_tokens": audio_tokens}  # fmt: skip
+# Audio guidance at 0 decodes as if the audio were silent: its cached silent branch, beams reordering it.
+beams = {**exactly(4), "num_beams": 2}
+report["guidance_0_equals_silence"] = [
+    asr(c, generate_kwargs={**beams, "audio_guidance_scale": 0.0})["text"] == asr(np.zeros_like(c), generate_kwargs=beams)["text"]
+    for c in clips
+]  # fmt: skip
 print("REPORT " + json.dumps(report))

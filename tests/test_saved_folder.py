@@ -78,3 +78,4 @@ def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
     assert report["file_equals_resampled_array"] is True  # a 22.05 kHz WAV file, read and resampled
     assert report["dict_44k_equals_resampled_array"] is True
     assert report["long_70s"] == {"equals_generate": True, "audio_tokens": 3500}  # 1500 + 1500 + 500, not cut
+    assert report["guidance_0_equals_silence"] == [True, True, True]
