@@ -411,8 +411,9 @@ class AudioGuidanceLogitsProcessor(LogitsProcessor):
     At each step the log-probabilities given the audio, `audio`, and those the same prompt gives
     with its audio replaced by silence of the same length, `silent`, become
     `silent + scale * (audio - silent)`: a scale above 1 favours the tokens the audio makes more
-    likely than the language model alone would, and so holds back the fluent guesses a small
-    graft makes where it hears poorly. `scale` 1 changes nothing.
+    likely than the language model alone would, below 1 those the language model prefers; 0
+    decodes as if the audio were silent, and 1 changes nothing. (On the mini graft both 1.5 and
+    0.8 raised the WER: docs/mini-graft.md, "Audio guidance".)
 
     The silent prompt runs through the model once (its audio encoded from silent log-mels) and
     then a token a step on its own KV cache. Under beam search the rows are reordered between

@@ -327,3 +327,7 @@ def test_evaluate_decodes_with_the_models_audio_guidance_unless_told(setup, tmp_
     assert [r["audio_guidance_scale"] for r in results] == [1.5, 1.0, 1.0]
     told, none = ((tmp_path / name / "predictions.jsonl").read_text() for name in ("told", "none"))
     assert told == none
+    monkeypatch.setattr(evaluate, "transcribe", transcribe)
+    (graft / "generation_config.json").write_text(json.dumps({**config, "audio_guidance_scale": 0}))
+    evaluate.main([*common, "--output", str(tmp_path / "zero")])  # 0 is a setting (the silent audio's decoding), not "unset"
+    assert json.loads((tmp_path / "zero" / "results.json").read_text())["audio_guidance_scale"] == 0.0

@@ -60,7 +60,8 @@ def decoding_beams(model) -> int:
 def guidance_scale(model) -> float:
     """The audio guidance the model's pipeline decodes with: its generation config's
     `audio_guidance_scale` (1, none, where unset; a base folder with an adapter has none)."""
-    return float(getattr(model.generation_config, "audio_guidance_scale", None) or 1)
+    scale = getattr(model.generation_config, "audio_guidance_scale", None)
+    return 1.0 if scale is None else float(scale)
 
 
 def batches(dataset, batch_size: int):
