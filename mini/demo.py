@@ -4,6 +4,7 @@
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
     python -m mini.demo keep [--run DIR] [--continues]   # (make demo-train) the trained pieces into mini/trained
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
+    python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluate
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
@@ -285,9 +286,34 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     return recipe
 
 
+def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "flite-slt",
+                    voices=("flite-awb", "flite-rms")) -> Path:
+    """The dev-test texts of `source_voice` spoken by training `voices` (plain: no tempo, pitch,
+    reverb or noise), 16 kHz, with `out/devtest.jsonl`: does the graft's error follow the voice
+    or the text? (docs/mini-graft.md, "Held-out voice or unseen text")."""
+    from mini.corpus.augment import sox_to_16k
+    from mini.corpus.voices import TRAIN_VOICES, synthesize
+
+    texts = [row["text"] for row in map(json.loads, manifest.read_text().splitlines()) if row["voice"] == source_voice]
+    if not texts:
+        raise ValueError(f"{manifest} holds no {source_voice} clips")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for voice in voices:
+        for index, text in enumerate(texts):
+            wav, raw = out / f"{voice}-{index:03d}.wav", out / f"{voice}-{index:03d}-native.wav"
+            synthesize(TRAIN_VOICES[voice], text, raw)
+            sox_to_16k(raw, wav)
+            raw.unlink()
+            rows.append({"audio": wav.name, "text": text, "source": "tts", "voice": voice})
+    (out / "devtest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out / "devtest.jsonl"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score", "keep", "compare"))
+    parser.add_argument("step", choices=("assemble", "score", "keep", "compare", "voices"))
+    parser.add_argument("--out", type=Path, default=Path("build/trainvoice-devtest"), help="with voices: where to write")
     parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
     parser.add_argument("--continues", action="store_true",
                         help="with keep: the run started from mini/trained/stage2 (--init_adapter), or from pieces train.refine "
@@ -297,6 +323,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)
+    elif args.step == "voices":
+        written = training_voices(args.out)
+        print(f"wrote {written}; score it with python -m train.evaluate --model {GRAFT} --data {written} "
+              f"--max_new_tokens 64 --output build/mini-train/eval-trainvoices")  # fmt: skip
     elif args.step == "keep":
         keep(args.run, args.note, args.continues)
     else:

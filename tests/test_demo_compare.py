@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import shutil
 
 import pytest
 
@@ -177,3 +178,27 @@ def test_decoding_settings_go_over_the_generation_config(tmp_path):
     with pytest.raises(ValueError) as info:
         demo.apply_decoding(config, tmp_path)
     assert str(info.value) == f"{tmp_path / 'generation_config.json'}: not generation settings: ['num_beam']"
+
+
+@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
+                    reason="needs flite and sox (apt-get install flite sox)")  # fmt: skip
+def test_training_voices_read_the_held_out_voices_texts(tmp_path):
+    import soundfile
+
+    manifest = tmp_path / "devtest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"audio": "a.wav", "text": "Stay here today.", "voice": "flite-slt"},
+        {"audio": "b.wav", "text": "ten of clubs", "voice": "cards"},
+        {"audio": "c.wav", "text": "Go home now.", "voice": "flite-slt"}]))  # fmt: skip
+    written = demo.training_voices(tmp_path / "out", manifest)
+    rows = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [(r["voice"], r["text"]) for r in rows] == [
+        ("flite-awb", "Stay here today."), ("flite-awb", "Go home now."),
+        ("flite-rms", "Stay here today."), ("flite-rms", "Go home now.")]  # fmt: skip
+    for row in rows:
+        audio, rate = soundfile.read(written.parent / row["audio"])
+        assert rate == 16000 and audio.ndim == 1 and len(audio) > 0.3 * rate
+    assert sorted(p.name for p in written.parent.iterdir()) == sorted([r["audio"] for r in rows] + ["devtest.jsonl"])
+    with pytest.raises(ValueError) as info:
+        demo.training_voices(tmp_path / "none", manifest, source_voice="festival-cmu_us_slt_arctic_hts")
+    assert str(info.value) == f"{manifest} holds no festival-cmu_us_slt_arctic_hts clips"
