@@ -463,7 +463,7 @@ class AudioGuidanceLogitsProcessor(LogitsProcessor):
             positions = self.attention_mask.long().sum(-1, keepdim=True) - 1
             out = self.model(input_ids=input_ids[:, -1:], attention_mask=self.attention_mask, position_ids=positions,
                              use_cache=True, **{_CACHE_KEYWORD: self.cache})  # fmt: skip
-        self.cache = out[_CACHE_KEYWORD] if _CACHE_KEYWORD in out else out["past_key_values"]
+        self.cache = out[_CACHE_KEYWORD]
         self.previous = input_ids
         return out.logits[:, -1].float()
 

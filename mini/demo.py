@@ -289,26 +289,20 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
 def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "flite-slt",
                     voices=("flite-awb", "flite-rms")) -> Path:
     """The dev-test texts of `source_voice` spoken by training `voices` (plain: no tempo, pitch,
-    reverb or noise), 16 kHz, with `out/devtest.jsonl`: does the graft's error follow the voice
-    or the text? (docs/mini-graft.md, "Held-out voice or unseen text")."""
-    from mini.corpus.augment import sox_to_16k
-    from mini.corpus.voices import TRAIN_VOICES, synthesize
+    reverb or noise), made by the corpus's own job runner into `out/devtest.jsonl`: does the
+    graft's error follow the voice or the text? (docs/mini-graft.md, "Held-out voice or unseen text")."""
+    from mini.corpus.jobs import ClipJob, generate
+    from mini.corpus.manifests import read_manifest, write_manifest
 
-    texts = [row["text"] for row in map(json.loads, manifest.read_text().splitlines()) if row["voice"] == source_voice]
+    texts = [row["text"] for row in read_manifest(manifest) if row["voice"] == source_voice]
     if not texts:
         raise ValueError(f"{manifest} holds no {source_voice} clips")
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for voice in voices:
-        for index, text in enumerate(texts):
-            wav, raw = out / f"{voice}-{index:03d}.wav", out / f"{voice}-{index:03d}-native.wav"
-            synthesize(TRAIN_VOICES[voice], text, raw)
-            sox_to_16k(raw, wav)
-            raw.unlink()
-            rows.append({"audio": wav.name, "text": text, "source": "tts", "voice": voice})
-    (out / "devtest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    jobs = [ClipJob("devtest", index, voice, text) for voice in voices for index, text in enumerate(texts)]
+    result = generate(jobs, out)
+    if result.failures:
+        raise RuntimeError(f"{len(result.failures)} clips failed, the first: {result.failures[0]}")
+    write_manifest(out / "devtest.jsonl", result.records)
     return out / "devtest.jsonl"
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

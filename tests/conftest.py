@@ -33,6 +33,13 @@ def make_clip(seconds: float, seed: int = 0, sampling_rate: int = 16000) -> np.n
     return (0.3 * np.sin(2 * np.pi * (220 + 40 * seed) * t) + 0.05 * rng.randn(t.size)).astype(np.float32)
 
 
+def non_text_tokens(model, processor) -> list[int]:
+    """Token ids that decode to no text: the tokenizer's special tokens and the embedding rows past
+    it (the random tiny graft would often pick them: its 512-row vocabulary holds 266 tokens)."""
+    tokenizer = processor.tokenizer
+    return sorted(set(tokenizer.added_tokens_decoder) | set(range(len(tokenizer), model.config.text_config.vocab_size)))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

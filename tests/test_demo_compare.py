@@ -198,7 +198,9 @@ def test_training_voices_read_the_held_out_voices_texts(tmp_path):
     for row in rows:
         audio, rate = soundfile.read(written.parent / row["audio"])
         assert rate == 16000 and audio.ndim == 1 and len(audio) > 0.3 * rate
-    assert sorted(p.name for p in written.parent.iterdir()) == sorted([r["audio"] for r in rows] + ["devtest.jsonl"])
+        assert row["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
+    files = sorted(str(p.relative_to(written.parent)) for p in written.parent.rglob("*") if p.is_file())
+    assert files == sorted([r["audio"] for r in rows] + ["devtest.jsonl"])
     with pytest.raises(ValueError) as info:
         demo.training_voices(tmp_path / "none", manifest, source_voice="festival-cmu_us_slt_arctic_hts")
     assert str(info.value) == f"{manifest} holds no festival-cmu_us_slt_arctic_hts clips"

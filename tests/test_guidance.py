@@ -5,8 +5,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-
-from tests.conftest import make_clip
+from tests.conftest import make_clip, non_text_tokens
 from train.graft import SILENCE_LOG_MEL, AudioGuidanceLogitsProcessor, build_prompt
 
 SR = 16000
@@ -16,17 +15,11 @@ def _inputs(processor, clips):
     return processor(text=[build_prompt(processor)] * len(clips), audio=clips, sampling_rate=SR)
 
 
-def _suppress(model, processor) -> list[int]:
-    # The random tiny graft would often pick special tokens or rows past its tokenizer.
-    tokenizer = processor.tokenizer
-    return sorted(set(tokenizer.added_tokens_decoder) | set(range(len(tokenizer), model.config.text_config.vocab_size)))
-
-
 def _generate(model, processor, clips, new_tokens=5, **kwargs):
     inputs = _inputs(processor, clips)
     with torch.no_grad():
         out = model.generate(**inputs, do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                             suppress_tokens=_suppress(model, processor), **kwargs)  # fmt: skip
+                             suppress_tokens=non_text_tokens(model, processor), **kwargs)  # fmt: skip
     return out[:, inputs["input_ids"].shape[1] :].tolist()
 
 
@@ -90,7 +83,7 @@ def test_guidance_changes_beam_search_and_comes_from_the_generation_config(tiny,
 
 def test_the_pipeline_decodes_with_the_models_guidance(tiny_dir, monkeypatch):
     asr = pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
-    settings = {"max_new_tokens": 4, "min_new_tokens": 4, "suppress_tokens": _suppress(asr.model, asr.processor)}
+    settings = {"max_new_tokens": 4, "min_new_tokens": 4, "suppress_tokens": non_text_tokens(asr.model, asr.processor)}
     clip = make_clip(1.5, seed=3)
     silent = asr(np.zeros_like(clip), generate_kwargs=settings)["text"]
     assert asr(clip, generate_kwargs=settings)["text"] != silent

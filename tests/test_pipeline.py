@@ -6,18 +6,14 @@ import soundfile
 import torch
 from transformers import pipeline
 
-from tests.conftest import make_clip
+from tests.conftest import make_clip, non_text_tokens
 from train.graft import build_prompt
 
 
 def text_only(asr, new_tokens=4) -> dict:
-    """Generation settings for exactly `new_tokens` tokens, all of them text: the random tiny graft
-    would otherwise often pick special tokens or embedding rows past the tokenizer (its 512-row
-    vocabulary holds 266 tokens), which decode to empty text."""
-    tokenizer = asr.processor.tokenizer
-    special = set(tokenizer.added_tokens_decoder) | set(range(len(tokenizer), asr.model.config.text_config.vocab_size))
-    special = sorted(special)
-    return {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "suppress_tokens": special}
+    """Generation settings for exactly `new_tokens` tokens, all of them text (`non_text_tokens`)."""
+    return {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens,
+            "suppress_tokens": non_text_tokens(asr.model, asr.processor)}  # fmt: skip
 
 
 def generated(asr, clip, instruction="Transcribe this audio.", new_tokens=4):

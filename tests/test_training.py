@@ -288,17 +288,27 @@ def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
     assert json.loads((tmp_path / "whole" / "results.json").read_text())["num_beams"] == 1  # the tiny graft: greedy
 
 
+def _graft_decoding(graft: Path, copy: Path, **settings) -> Path:
+    """A copy of `graft` whose generation config has `settings` written over it."""
+    shutil.copytree(graft, copy)
+    config = json.loads((copy / "generation_config.json").read_text())
+    (copy / "generation_config.json").write_text(json.dumps({**config, **settings}))
+    return copy
+
+
+def _spy_on_transcribe(evaluate, monkeypatch, key: str) -> list:
+    """The `key` argument of each `evaluate.transcribe` call, in order (the calls still run)."""
+    seen, transcribe = [], evaluate.transcribe
+    monkeypatch.setattr(evaluate, "transcribe", lambda *a, **k: seen.append(k[key]) or transcribe(*a, **k))
+    return seen
+
+
 def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path, monkeypatch):
     from train import evaluate
 
     folder, manifests = setup
-    graft = tmp_path / "graft"
-    shutil.copytree(folder / "graft", graft)
-    config = json.loads((graft / "generation_config.json").read_text())
-    (graft / "generation_config.json").write_text(json.dumps({**config, "num_beams": 3}))
-    seen = []
-    transcribe = evaluate.transcribe
-    monkeypatch.setattr(evaluate, "transcribe", lambda *a, **k: seen.append(k["num_beams"]) or transcribe(*a, **k))
+    graft = _graft_decoding(folder / "graft", tmp_path / "graft", num_beams=3)
+    seen = _spy_on_transcribe(evaluate, monkeypatch, "num_beams")
     common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
     evaluate.main([*common, "--output", str(tmp_path / "model")])
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])
@@ -310,14 +320,8 @@ def test_evaluate_decodes_with_the_models_audio_guidance_unless_told(setup, tmp_
     from train import evaluate
 
     folder, manifests = setup
-    graft = tmp_path / "graft"
-    shutil.copytree(folder / "graft", graft)
-    config = json.loads((graft / "generation_config.json").read_text())
-    (graft / "generation_config.json").write_text(json.dumps({**config, "audio_guidance_scale": 1.5}))
-    seen = []
-    transcribe = evaluate.transcribe
-    monkeypatch.setattr(evaluate, "transcribe",
-                        lambda *a, **k: seen.append(k["audio_guidance_scale"]) or transcribe(*a, **k))  # fmt: skip
+    graft = _graft_decoding(folder / "graft", tmp_path / "graft", audio_guidance_scale=1.5)
+    seen = _spy_on_transcribe(evaluate, monkeypatch, "audio_guidance_scale")
     common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
     evaluate.main([*common, "--output", str(tmp_path / "model")])
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--audio_guidance_scale", "1"])
@@ -327,7 +331,8 @@ def test_evaluate_decodes_with_the_models_audio_guidance_unless_told(setup, tmp_
     assert [r["audio_guidance_scale"] for r in results] == [1.5, 1.0, 1.0]
     told, none = ((tmp_path / name / "predictions.jsonl").read_text() for name in ("told", "none"))
     assert told == none
-    monkeypatch.setattr(evaluate, "transcribe", transcribe)
-    (graft / "generation_config.json").write_text(json.dumps({**config, "audio_guidance_scale": 0}))
-    evaluate.main([*common, "--output", str(tmp_path / "zero")])  # 0 is a setting (the silent audio's decoding), not "unset"
+    # 0 is a setting (the silent audio's decoding), not "unset".
+    _graft_decoding(folder / "graft", tmp_path / "graft-zero", audio_guidance_scale=0)
+    evaluate.main(["--model", str(tmp_path / "graft-zero"), *common[2:], "--output", str(tmp_path / "zero")])
+    assert seen[-1] == 0.0
     assert json.loads((tmp_path / "zero" / "results.json").read_text())["audio_guidance_scale"] == 0.0
