@@ -1,4 +1,4 @@
-"""train.refine: stage-2 pieces carried to a finer audio-token rate and a larger LoRA rank."""
+"""train.refine: stage-2 pieces carried to a finer audio-token rate and a larger LoRA rank; train.average: pieces averaged."""
 
 import json
 
@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from train import stage2_qlora
+from train.average import average
 from train.graft import Qwen2AudioGraftProjector
 from train.loading import load_graft
 from train.refine import fold_projector, refine
@@ -142,3 +143,35 @@ def test_the_k2_mini_config_is_the_refined_one_at_audio_downsample_2():
     assert recipe == k4_recipe and data == k4_data
     assert (training.lr_scheduler_type, training.max_steps, training.learning_rate, training.warmup_steps) == (
         k4_training.lr_scheduler_type, k4_training.max_steps, k4_training.learning_rate, k4_training.warmup_steps)
+
+
+def test_averaged_pieces_are_the_mean_of_each_tensor_and_load(pieces, tmp_path):
+    refine(pieces / "s2", pieces / "k1", tmp_path / "a", lora_r=4, seed=0)
+    refine(pieces / "s2", pieces / "k1", tmp_path / "b", lora_r=4, seed=1)  # other A rows for the new ranks
+    average([tmp_path / "a", tmp_path / "b"], tmp_path / "mean", command="python -m train.average ...")
+    a, b = (load_file(str(tmp_path / x / "adapter_model.safetensors")) for x in ("a", "b"))
+    mean = load_file(str(tmp_path / "mean" / "adapter_model.safetensors"))
+    assert mean.keys() == a.keys()
+    assert any(not torch.equal(a[name], b[name]) for name in a)
+    for name, tensor in mean.items():
+        torch.testing.assert_close(tensor, (a[name].float() + b[name].float()) / 2, rtol=0, atol=0)
+    record = json.loads((tmp_path / "mean" / "average.json").read_text())
+    assert record["adapters"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert record["command"] == "python -m train.average ..."
+    coarse, processor = load_graft(pieces / "k2", adapter=pieces / "s2")
+    averaged, _ = load_graft(pieces / "k1", adapter=tmp_path / "mean")
+    text = processor.tokenizer(["hello there"], return_tensors="pt")
+    with torch.no_grad():  # both inputs' new ranks have B zero, so the mean's do too: text unchanged
+        torch.testing.assert_close(averaged.eval()(**text).logits, coarse.eval()(**text).logits)
+
+
+def test_average_refuses_pieces_of_another_rank_and_writes_nothing(pieces, tmp_path):
+    refine(pieces / "s2", pieces / "k1", tmp_path / "r4", lora_r=4)
+    refine(pieces / "s2", pieces / "k1", tmp_path / "r3", lora_r=3)
+    with pytest.raises(ValueError) as info:
+        average([tmp_path / "r4", tmp_path / "r3"], tmp_path / "mean")
+    assert str(info.value) == f"{tmp_path / 'r3'} has r=3, {tmp_path / 'r4'} 4"
+    with pytest.raises(ValueError) as info:
+        average([tmp_path / "r4"], tmp_path / "mean")
+    assert str(info.value) == "averaging needs at least two adapters, got 1"
+    assert not (tmp_path / "mean").exists()
