@@ -244,12 +244,31 @@ def trained_on(run: Path) -> Path:
     return Path(named) if named and (Path(named) / "config.json").exists() else BASE
 
 
+def averaged_run(run: Path, continues: bool) -> tuple[Path, dict | None]:
+    """The training run whose segments and evaluations `keep` records for `run`: `run` itself, or,
+    for the mean of the kept pieces and one run continuing them (`train.average`), that run, with
+    the average's record."""
+    from train.average import AVERAGE_FILE
+
+    if not (run / AVERAGE_FILE).exists():
+        return run, None
+    record = json.loads((run / AVERAGE_FILE).read_text())
+    kept = (TRAINED / "stage2").resolve()
+    others = [Path(a) for a in record["adapters"] if Path(a).resolve() != kept]
+    if not continues or len(record["adapters"]) != 2 or len(others) != 1:
+        raise ValueError(f"{run} averages {record['adapters']}: keep records the mean of {TRAINED / 'stage2'} "
+                         "and one run that continued them, with --continues")  # fmt: skip
+    return others[0], record
+
+
 def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
     """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
     with its loss plot and recipe.json: the base it trained on, each training segment (steps,
     samples seen, seconds, command), the listening check and WER of each evaluation, the hardware
     and versions. `continues`: the run started from the pieces in mini/trained (`--init_adapter
-    mini/trained/stage2`, or pieces `train.refine` carried from them), whose segments come first."""
+    mini/trained/stage2`, or pieces `train.refine` carried from them), whose segments come first.
+    `run` may also be the mean of the kept pieces and such a run (`train.average`): that run's
+    segments are recorded, then the average as a segment of no steps."""
     import datetime
     import shutil
 
@@ -257,11 +276,15 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     from train.stages import segment_steps
 
     earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
-    segments = training_segments(run, earlier)
-    history = (last_state(run) or {"log_history": []})["log_history"]  # the run's last checkpoint
+    trained, averaged = averaged_run(run, continues)
+    segments = training_segments(trained, earlier)
+    history = (last_state(trained) or {"log_history": []})["log_history"]  # the run's last checkpoint
     offset = earlier["steps"] if earlier else 0
     checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
     last = segment_steps(segments[-1])[1]
+    if averaged:
+        segments.append({"steps": f"{last}-{last}", "samples_seen": 0, "train_seconds": None,
+                         "command": averaged["command"], "average": averaged["adapters"]})  # fmt: skip
     config = json.loads((trained_on(run) / "config.json").read_text())
     decoding = (TRAINED / DECODING).read_text() if (TRAINED / DECODING).exists() else None
     shutil.rmtree(TRAINED, ignore_errors=True)
@@ -277,7 +300,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
               "segments": segments, "steps": last,
               "evaluations": checks,
-              "hardware": segments[-1].get("hardware"), "note": note}  # fmt: skip
+              "hardware": next((s["hardware"] for s in reversed(segments) if s.get("hardware")), None), "note": note}  # fmt: skip
     (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
     print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")

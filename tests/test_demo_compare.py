@@ -155,6 +155,46 @@ def test_keep_records_the_refine_step_between_the_kept_pieces_and_the_run(tmp_pa
     assert (recipe["audio_downsample"], recipe["steps"]) == (1, 25)
 
 
+def test_keep_records_the_mean_of_the_kept_pieces_and_a_run_after_that_run(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from train.average import main as average_main
+
+    base, trained, run = tmp_path / "base", tmp_path / "trained", tmp_path / "run"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"audio_downsample": 4, "projector_type": "linear",
+                                                  "projector_norm": True, "encode_padding": False}))  # fmt: skip
+    monkeypatch.setattr(demo, "BASE", base)
+    monkeypatch.setattr(demo, "TRAINED", trained)
+    config = json.dumps({"r": 2, "lora_alpha": 4, "base_model_name_or_path": str(base)})
+    for folder, value in ((trained / "stage2", 1.0), (run, 3.0)):
+        folder.mkdir(parents=True)
+        save_file({"w": torch.full((2,), value)}, str(folder / "adapter_model.safetensors"))
+        (folder / "adapter_config.json").write_text(config)
+    (trained / "recipe.json").write_text(json.dumps({"steps": 20, "segments": _segments("0-20"), "evaluations": []}))
+    (run / "segments.json").write_text(json.dumps(_segments("0-5", command="more")))
+    (run / "checkpoint-5").mkdir()
+    (run / "checkpoint-5" / "trainer_state.json").write_text(json.dumps(
+        {"log_history": [{"step": 5, "loss": 1.0}, {"step": 5, "eval_wer": 0.4}]}))  # fmt: skip
+    mean = tmp_path / "mean"
+    average_main(["--adapters", str(trained / "stage2"), str(run), "--output", str(mean)])
+    with pytest.raises(ValueError) as info:
+        demo.keep(mean)
+    assert str(info.value) == (f"{mean} averages {[str(trained / 'stage2'), str(run)]}: keep records the mean of "
+                               f"{trained / 'stage2'} and one run that continued them, with --continues")  # fmt: skip
+    assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [1.0, 1.0]
+    recipe = demo.keep(mean, continues=True)
+    assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [2.0, 2.0]
+    assert [(s["steps"], s["command"]) for s in recipe["segments"][:2]] == [("0-20", "c"), ("20-25", "more")]
+    step = recipe["segments"][2]
+    assert (step["steps"], step["samples_seen"], step["average"]) == ("25-25", 0, [str(trained / "stage2"), str(run)])
+    assert step["command"] == shlex.join(["python", "-m", "train.average", "--adapters", str(trained / "stage2"),
+                                          str(run), "--output", str(mean)])  # fmt: skip
+    assert (recipe["steps"], recipe["evaluations"]) == (25, [{"step": 25, "eval_wer": 0.4}])
+    assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
+
+
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         demo.training_segments(tmp_path)
