@@ -91,6 +91,10 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.demo keep --run build/mini-train/k4-r11 --continues
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --resume true
 	$(PY) -m mini.demo keep --run build/mini-train/k4-joined --continues
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/k4-p4 \
+		--seed 3 --max_steps 600 --eval_steps 300 --resume true
+	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p4 --output build/average/p3-p4
+	$(PY) -m mini.demo keep --run build/average/p3-p4 --continues
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
