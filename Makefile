@@ -74,7 +74,8 @@ demo: $(VENV)/.installed demo-deps
 # continued to MINI_STEPS (--resume true) and kept in mini/trained (with each training segment the stages
 # recorded in segments.json); then those pieces carried to audio_downsample 4 and LoRA r=11 (train.refine),
 # trained on with decaying rates (train/configs/mini_stage2_refined.yaml) and kept; then trained on with
-# 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml), kept, and scored.
+# 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml) and kept; then 600 steps more of
+# that config (seed 3), averaged with the kept pieces (train.average), kept, and scored.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real

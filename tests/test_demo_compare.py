@@ -49,16 +49,22 @@ def _segments(*spans, command="c"):
             for span in spans]  # fmt: skip
 
 
-def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypatch):
-    import torch
-    from safetensors.torch import load_file, save_file
-
+def _keep_folders(tmp_path, monkeypatch):
+    """A base graft's config (audio_downsample 4) as demo.BASE, and tmp_path/trained as demo.TRAINED."""
     base, trained, run = tmp_path / "base", tmp_path / "trained", tmp_path / "run"
     base.mkdir()
     (base / "config.json").write_text(json.dumps({"audio_downsample": 4, "projector_type": "linear",
                                                   "projector_norm": True, "encode_padding": False}))  # fmt: skip
     monkeypatch.setattr(demo, "BASE", base)
     monkeypatch.setattr(demo, "TRAINED", trained)
+    return base, trained, run
+
+
+def test_keep_copies_the_run_in_bf16_and_records_its_segments(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base, trained, run = _keep_folders(tmp_path, monkeypatch)
     (trained / "stage1").mkdir(parents=True)  # pieces of an older recipe are replaced, not kept beside
     (trained / "generation_config.json").write_text('{"num_beams": 4}\n')  # the decoding outlives the pieces
     run.mkdir()
@@ -161,12 +167,7 @@ def test_keep_records_the_mean_of_the_kept_pieces_and_a_run_after_that_run(tmp_p
 
     from train.average import main as average_main
 
-    base, trained, run = tmp_path / "base", tmp_path / "trained", tmp_path / "run"
-    base.mkdir()
-    (base / "config.json").write_text(json.dumps({"audio_downsample": 4, "projector_type": "linear",
-                                                  "projector_norm": True, "encode_padding": False}))  # fmt: skip
-    monkeypatch.setattr(demo, "BASE", base)
-    monkeypatch.setattr(demo, "TRAINED", trained)
+    base, trained, run = _keep_folders(tmp_path, monkeypatch)
     config = json.dumps({"r": 2, "lora_alpha": 4, "base_model_name_or_path": str(base)})
     for folder, value in ((trained / "stage2", 1.0), (run, 3.0)):
         folder.mkdir(parents=True)

@@ -7,7 +7,7 @@ Each tensor of the output is the mean of the same tensor in every input, in floa
 factors are averaged separately, so the output's update `B @ A` is not the mean of the inputs'
 updates (it adds their cross terms); for pieces that started from the same pieces and trained on a
 few hundred steps apart, the listening check and the dev-test WER say whether the average helps
-(docs/mini-graft.md, "Averaging two phases"). The inputs must share their LoRA configuration and
+(docs/mini-graft.md, "A fourth phase and the average of two"). The inputs must share their LoRA configuration and
 their tensors' names and shapes; `average.json` records the inputs and the command.
 """
 
@@ -42,7 +42,8 @@ def average(adapters: list[Path], output: Path, command: str | None = None) -> d
             raise ValueError(f"{adapter} and {adapters[0]} hold different tensors: {differ} is in one only")
         for name, tensor in tensors.items():
             if tensor.shape != total[name].shape:
-                raise ValueError(f"{name} is {tuple(tensor.shape)} in {adapter}, {tuple(total[name].shape)} in {adapters[0]}")
+                raise ValueError(f"{name} is {tuple(tensor.shape)} in {adapter}, "
+                                 f"{tuple(total[name].shape)} in {adapters[0]}")
             total[name] += tensor.float()
     output.mkdir(parents=True, exist_ok=True)
     save_file({name: (tensor / len(adapters)).contiguous() for name, tensor in total.items()},
