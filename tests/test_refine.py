@@ -165,6 +165,16 @@ def test_averaged_pieces_are_the_mean_of_each_tensor_and_load(pieces, tmp_path):
         torch.testing.assert_close(averaged.eval()(**text).logits, coarse.eval()(**text).logits)
 
 
+def test_an_input_listed_twice_weighs_twice(pieces, tmp_path):
+    """docs/training.md: the kept mean listed twice beside a new run gives three phases' ends equal weights."""
+    refine(pieces / "s2", pieces / "k1", tmp_path / "a", lora_r=4, seed=0)
+    refine(pieces / "s2", pieces / "k1", tmp_path / "b", lora_r=4, seed=1)
+    average([tmp_path / "a", tmp_path / "a", tmp_path / "b"], tmp_path / "mean")
+    a, b, mean = (load_file(str(tmp_path / x / "adapter_model.safetensors")) for x in ("a", "b", "mean"))
+    for name, tensor in mean.items():
+        torch.testing.assert_close(tensor, (2 * a[name].float() + b[name].float()) / 3, rtol=0, atol=0)
+
+
 def test_average_refuses_pieces_of_another_rank_and_writes_nothing(pieces, tmp_path):
     refine(pieces / "s2", pieces / "k1", tmp_path / "r4", lora_r=4)
     refine(pieces / "s2", pieces / "k1", tmp_path / "r3", lora_r=3)
