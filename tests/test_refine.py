@@ -145,9 +145,14 @@ def test_the_k2_mini_config_is_the_refined_one_at_audio_downsample_2():
         k4_training.lr_scheduler_type, k4_training.max_steps, k4_training.learning_rate, k4_training.warmup_steps)
 
 
+def refined_pair(pieces, folder):
+    """Two sets of pieces refined to r=4 from the same ones, with other A rows for the new ranks."""
+    for name, seed in (("a", 0), ("b", 1)):
+        refine(pieces / "s2", pieces / "k1", folder / name, lora_r=4, seed=seed)
+
+
 def test_averaged_pieces_are_the_mean_of_each_tensor_and_load(pieces, tmp_path):
-    refine(pieces / "s2", pieces / "k1", tmp_path / "a", lora_r=4, seed=0)
-    refine(pieces / "s2", pieces / "k1", tmp_path / "b", lora_r=4, seed=1)  # other A rows for the new ranks
+    refined_pair(pieces, tmp_path)
     average([tmp_path / "a", tmp_path / "b"], tmp_path / "mean", command="python -m train.average ...")
     a, b = (load_file(str(tmp_path / x / "adapter_model.safetensors")) for x in ("a", "b"))
     mean = load_file(str(tmp_path / "mean" / "adapter_model.safetensors"))
@@ -167,8 +172,7 @@ def test_averaged_pieces_are_the_mean_of_each_tensor_and_load(pieces, tmp_path):
 
 def test_an_input_listed_twice_weighs_twice(pieces, tmp_path):
     """docs/training.md: the kept mean listed twice beside a new run gives three phases' ends equal weights."""
-    refine(pieces / "s2", pieces / "k1", tmp_path / "a", lora_r=4, seed=0)
-    refine(pieces / "s2", pieces / "k1", tmp_path / "b", lora_r=4, seed=1)
+    refined_pair(pieces, tmp_path)
     average([tmp_path / "a", tmp_path / "a", tmp_path / "b"], tmp_path / "mean")
     a, b, mean = (load_file(str(tmp_path / x / "adapter_model.safetensors")) for x in ("a", "b", "mean"))
     for name, tensor in mean.items():
