@@ -29,6 +29,7 @@ TRAINED = Path(__file__).resolve().parent / "trained"
 COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
+VOICES_OUT = Path("build/trainvoice-devtest")  # where `voices` writes by default
 RESULTS = Path("build/demo-results.json")
 RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm", "encode_padding")  # the base they trained on
 RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what pieces older than a key were trained with
@@ -310,16 +311,19 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
 
 
 def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "flite-slt",
-                    voices=("flite-awb", "flite-rms")) -> Path:
-    """The dev-test texts of `source_voice` spoken by training `voices` (plain: no tempo, pitch,
-    reverb or noise), made by the corpus's own job runner into `out/devtest.jsonl`: does the
-    graft's error follow the voice or the text? (docs/mini-graft.md, "Held-out voice or unseen text")."""
+                    voices=("flite-awb", "flite-rms"), max_texts: int | None = None) -> Path:
+    """The texts `source_voice` reads in `manifest` (the first `max_texts` of them, or all) spoken
+    by training `voices` (plain: no tempo, pitch, reverb or noise), made by the corpus's own job
+    runner into `out/devtest.jsonl`: does the graft's error follow the voice or the text? With the
+    training manifest, the same for texts the graft trained on (docs/mini-graft.md, "Held-out voice
+    or unseen text")."""
     from mini.corpus.jobs import ClipJob, generate
     from mini.corpus.manifests import read_manifest, write_manifest
 
     texts = [row["text"] for row in read_manifest(manifest) if row["voice"] == source_voice]
     if not texts:
         raise ValueError(f"{manifest} holds no {source_voice} clips")
+    texts = texts[:max_texts]
     jobs = [ClipJob("devtest", index, voice, text) for voice in voices for index, text in enumerate(texts)]
     result = generate(jobs, out)
     if result.failures:
@@ -330,7 +334,10 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=("assemble", "score", "keep", "compare", "voices"))
-    parser.add_argument("--out", type=Path, default=Path("build/trainvoice-devtest"), help="with voices: where to write")
+    parser.add_argument("--out", type=Path, default=VOICES_OUT, help="with voices: where to write")
+    parser.add_argument("--manifest", type=Path, default=DEVTEST, help="with voices: whose texts to read")
+    parser.add_argument("--source_voice", default="flite-slt", help="with voices: the manifest voice whose texts are read")
+    parser.add_argument("--max_texts", type=int, default=None, help="with voices: read only the first N texts")
     parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
     parser.add_argument("--continues", action="store_true",
                         help="with keep: the run started from mini/trained/stage2 (--init_adapter), or from pieces train.refine "
@@ -341,9 +348,10 @@ def main(argv=None):
     if args.step == "compare":
         compare(args.predictions)
     elif args.step == "voices":
-        written = training_voices(args.out)
+        written = training_voices(args.out, args.manifest, args.source_voice, max_texts=args.max_texts)
+        scored = "eval-trainvoices" if args.out == VOICES_OUT else f"eval-{args.out.name}"
         print(f"wrote {written}; score it with python -m train.evaluate --model {GRAFT} --data {written} "
-              f"--max_new_tokens 64 --output build/mini-train/eval-trainvoices")  # fmt: skip
+              f"--max_new_tokens 64 --output build/mini-train/{scored}")  # fmt: skip
     elif args.step == "keep":
         keep(args.run, args.note, args.continues)
     else:

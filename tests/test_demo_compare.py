@@ -242,6 +242,9 @@ def test_training_voices_read_the_held_out_voices_texts(tmp_path):
         assert row["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
     files = sorted(str(p.relative_to(written.parent)) for p in written.parent.rglob("*") if p.is_file())
     assert files == sorted([r["audio"] for r in rows] + ["devtest.jsonl"])
+    first = demo.training_voices(tmp_path / "first", manifest, voices=("flite-kal",), max_texts=1)
+    assert [(json.loads(line)["voice"], json.loads(line)["text"]) for line in first.read_text().splitlines()] == [
+        ("flite-kal", "Stay here today.")]  # fmt: skip
     with pytest.raises(ValueError) as info:
         demo.training_voices(tmp_path / "none", manifest, source_voice="festival-cmu_us_slt_arctic_hts")
     assert str(info.value) == f"{manifest} holds no festival-cmu_us_slt_arctic_hts clips"
