@@ -320,6 +320,8 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
     from mini.corpus.jobs import ClipJob, generate
     from mini.corpus.manifests import read_manifest, write_manifest
 
+    if max_texts is not None and max_texts < 1:
+        raise ValueError(f"max_texts must be at least 1, got {max_texts}")
     texts = [row["text"] for row in read_manifest(manifest) if row["voice"] == source_voice]
     if not texts:
         raise ValueError(f"{manifest} holds no {source_voice} clips")

@@ -246,5 +246,9 @@ def test_training_voices_read_the_held_out_voices_texts(tmp_path):
     assert [(json.loads(line)["voice"], json.loads(line)["text"]) for line in first.read_text().splitlines()] == [
         ("flite-kal", "Stay here today.")]  # fmt: skip
     with pytest.raises(ValueError) as info:
+        demo.training_voices(tmp_path / "zero", manifest, max_texts=0)
+    assert str(info.value) == "max_texts must be at least 1, got 0"
+    assert not (tmp_path / "zero").exists()
+    with pytest.raises(ValueError) as info:
         demo.training_voices(tmp_path / "none", manifest, source_voice="festival-cmu_us_slt_arctic_hts")
     assert str(info.value) == f"{manifest} holds no festival-cmu_us_slt_arctic_hts clips"
