@@ -76,7 +76,7 @@ demo: $(VENV)/.installed demo-deps
 # trained on with decaying rates (train/configs/mini_stage2_refined.yaml) and kept; then trained on with
 # 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml) and kept; then 600 steps more of
 # that config (seed 3), averaged with the kept pieces (train.average) and kept; then 800 steps more of it
-# (seed 7) averaged with those and kept; and scored.
+# (seed 7) averaged with those and kept; then 800 more (seed 11) averaged and kept likewise; and scored.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real
@@ -101,6 +101,10 @@ demo-train: $(VENV)/.installed demo-deps
 		--seed 7 --max_steps 800 --eval_steps 400 --resume true
 	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p7 --output build/average/p34-p7
 	$(PY) -m mini.demo keep --run build/average/p34-p7 --continues
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/k4-p8 \
+		--seed 11 --max_steps 800 --eval_steps 400 --resume true
+	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p8 --output build/average/p347-p8
+	$(PY) -m mini.demo keep --run build/average/p347-p8 --continues
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
