@@ -83,6 +83,14 @@ REFINED_BASE := build/mini-base-k4-linear-real
 REFINE_COMMANDS = $(PY) -m mini.sweep --configs 4:linear:real --build_only && \
 	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r11 --lora_r 11 && \
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_refined.yaml --resume true
+# One more phase of mini_stage2_joined.yaml from the kept pieces, averaged with them and kept:
+# $(call AVERAGED_PHASE,run under build/mini-train,seed,max_steps,eval_steps,average under build/average)
+define AVERAGED_PHASE
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/$(1) \
+		--seed $(2) --max_steps $(3) --eval_steps $(4) --resume true
+	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/$(1) --output build/average/$(5)
+	$(PY) -m mini.demo keep --run build/average/$(5) --continues
+endef
 demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
@@ -93,18 +101,9 @@ demo-train: $(VENV)/.installed demo-deps
 	$(PY) -m mini.demo keep --run build/mini-train/k4-r11 --continues
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --resume true
 	$(PY) -m mini.demo keep --run build/mini-train/k4-joined --continues
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/k4-p4 \
-		--seed 3 --max_steps 600 --eval_steps 300 --resume true
-	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p4 --output build/average/p3-p4
-	$(PY) -m mini.demo keep --run build/average/p3-p4 --continues
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/k4-p7 \
-		--seed 7 --max_steps 800 --eval_steps 400 --resume true
-	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p7 --output build/average/p34-p7
-	$(PY) -m mini.demo keep --run build/average/p34-p7 --continues
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/k4-p8 \
-		--seed 11 --max_steps 800 --eval_steps 400 --resume true
-	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/k4-p8 --output build/average/p347-p8
-	$(PY) -m mini.demo keep --run build/average/p347-p8 --continues
+	$(call AVERAGED_PHASE,k4-p4,3,600,300,p3-p4)
+	$(call AVERAGED_PHASE,k4-p7,7,800,400,p34-p7)
+	$(call AVERAGED_PHASE,k4-p8,11,800,400,p347-p8)
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
