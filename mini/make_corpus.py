@@ -1,12 +1,14 @@
 """Build an offline speech corpus (TTS + a few real recordings) for a small ASR model.
 
-    python -m mini.make_corpus --out build/corpus [--train_size N]
+    python -m mini.make_corpus --out build/corpus [--train_size N] [--digit_strings D]
         [--devtest_per_voice M] [--seed S]
 
 Text comes from the Debian ``fortunes`` files, speech from flite, festival and
 espeak-ng, and real human speech from ``pocketsphinx-testdata``.  Voices are split
 by rule: the training voices never appear in devtest and vice versa, every real
 recording is devtest-only, and the sentence pools of the two splits are disjoint.
+``digits.jsonl`` holds spoken digit strings read by the training voices (none of them a devtest
+transcript), in a manifest of their own.
 ``check_disjoint`` enforces this on the written manifests.  The pieces live in
 ``mini.corpus``: text, voices, augment, jobs, manifests.
 
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from mini.corpus.jobs import ClipJob, generate, plan_devtest_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
-from mini.corpus.text import load_sentences, split_pools
+from mini.corpus.text import digit_strings, load_sentences, sentence_key, split_pools
 from mini.corpus.voices import probe_voices
 
 
@@ -33,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("build/corpus"))
     ap.add_argument("--train_size", type=int, default=20000, help="training clips (default 20000)")
+    ap.add_argument("--digit_strings", type=int, default=1000,
+                    help="spoken digit strings of 1-7 digits in digits.jsonl (default 1000)")
     ap.add_argument("--devtest_per_voice", type=int, default=40,
                     help="clean devtest clips per evaluation TTS voice (default 40)")
     ap.add_argument("--seed", type=int, default=0)
@@ -54,9 +58,13 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     sentences = load_sentences()
     train_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction)
     jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec)
-    jobs += plan_devtest_tts(devtest_pool, args.devtest_per_voice) + plan_real()
+    devtest = plan_devtest_tts(devtest_pool, args.devtest_per_voice) + plan_real()
+    if args.digit_strings > 0:
+        digits = digit_strings(args.digit_strings, args.seed, {sentence_key(j.text) for j in devtest})
+        jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits")
+    jobs += devtest
     info = {"sentences": len(sentences), "train_pool": len(train_pool),
-            "devtest_pool": len(devtest_pool),
+            "devtest_pool": len(devtest_pool), "digit_strings": max(0, args.digit_strings),
             "train_sentence_repeats": max(0, args.train_size - len(train_pool))}
     return jobs, info
 
@@ -73,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_files(args.out, result.records, args.prune)
     stats = write_outputs(args.out, result, info)
     check_disjoint(args.out / "train.jsonl", args.out / "devtest.jsonl")
+    check_disjoint(args.out / "digits.jsonl", args.out / "devtest.jsonl")
     print(summary_table(stats))
     print(f"sentences: {info['sentences']} (train pool {info['train_pool']}, devtest pool "
           f"{info['devtest_pool']}); reused {result.reused} clips; "

@@ -9,9 +9,18 @@ import pytest
 import soundfile as sf
 
 from mini.corpus.augment import augment
-from mini.corpus.jobs import ClipJob, generate, parse_sphinx_transcription
-from mini.corpus.manifests import check_disjoint, read_manifest, write_outputs
-from mini.corpus.text import clean_entry, read_fortune_entries, sentence_key, sentence_problem, split_pools
+from mini.corpus.jobs import ClipJob, generate, parse_sphinx_transcription, plan_train
+from mini.corpus.manifests import check_disjoint, read_manifest, write_manifest, write_outputs
+from mini.corpus.text import (
+    DIGIT_WORDS,
+    clean_entry,
+    digit_strings,
+    read_fortune_entries,
+    sentence_key,
+    sentence_problem,
+    split_pools,
+)
+from train.metrics import normalize
 
 FORTUNE_TEXT = """A day for firm decisions!!!!!  Or is it?
 %
@@ -193,3 +202,37 @@ def test_opus_training_clip_is_ogg_at_16k_with_its_manifest_duration(tmp_path):
     audio, rate = sf.read(tmp_path / record["audio"], dtype="float32")
     assert record["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
     assert (tmp_path / record["audio"]).stat().st_size < 0.25 * len(audio) * 2  # far under 16-bit PCM
+
+
+def test_digit_strings_are_seeded_distinct_spoken_and_never_a_devtest_transcript():
+    exclude = {sentence_key("two nine three four zero")}
+    strings = digit_strings(300, seed=0, exclude=exclude)
+    assert strings == digit_strings(300, seed=0, exclude=exclude)
+    assert strings != digit_strings(300, seed=1, exclude=exclude)
+    assert len({sentence_key(s) for s in strings}) == 300 and not exclude & {sentence_key(s) for s in strings}
+    assert {len(s.split()) for s in strings} == set(range(1, 8))
+    for text in strings:
+        assert re.fullmatch(r"[A-Z][a-z]+( [a-z]+)*\.", text)
+        assert set(text.rstrip(".").lower().split()) <= set(DIGIT_WORDS)
+        assert sentence_problem(text) in (None, "length", "not-english")  # the fortunes filter would drop them
+    assert normalize("Two nine three four zero.") == "29340"   # what the WER normaliser makes of them
+
+
+def test_plan_train_digits_split_has_its_own_stream_and_folder():
+    texts = ["Four one five.", "Nine.", "Oh six."]
+    digits = plan_train(texts, 3, seed=0, split="digits")
+    train = plan_train(texts, 3, seed=0)
+    assert [j.relpath.split("/")[0] for j in digits] == ["digits"] * 3
+    assert [j.text for j in digits] == texts
+    assert [(j.voice, j.tempo) for j in digits] != [(j.voice, j.tempo) for j in train]
+    assert plan_train(texts, 3, seed=0, split="digits") == digits
+
+
+def test_check_disjoint_rejects_a_digit_string_read_in_devtest(tmp_path):
+    rec = {"audio": "x.wav", "source": "tts", "voice": "flite-kal", "duration": 1.0}
+    write_manifest(tmp_path / "digits.jsonl", [dict(rec, text="Two nine three four zero.")])
+    write_manifest(tmp_path / "devtest.jsonl", [dict(rec, voice="tidigits", source="real",
+                                                     text="two nine three four zero")])
+    with pytest.raises(ValueError, match="^sentence crosses from devtest to train: expected no shared sentences, "
+                                         "got 1, e.g. 'Two nine three four zero.'$"):
+        check_disjoint(tmp_path / "digits.jsonl", tmp_path / "devtest.jsonl")

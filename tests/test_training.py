@@ -51,6 +51,16 @@ def test_broken_rows_are_skipped_and_counted(setup):
     )
 
 
+def test_comma_separated_manifests_are_concatenated_in_order(setup):
+    _, manifests = setup
+    train, devtest = load_rows(str(manifests["train"])), load_rows(str(manifests["devtest"]))
+    both = load_rows(f"{manifests['train']}, {manifests['devtest']}")
+    assert list(both["text"]) == list(train["text"]) + list(devtest["text"])
+    assert [a["path"] for a in both["audio"]] == [a["path"] for a in train["audio"]] + [a["path"] for a in devtest["audio"]]
+    with pytest.raises(ValueError, match=r"^expected comma-separated \.jsonl/\.json/\.csv manifests, got 'a\.jsonl,b'$"):
+        load_rows("a.jsonl,b")
+
+
 def test_joined_clips_join_audio_text_and_ids_with_gaps(setup):
     _, manifests = setup
     clips = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)

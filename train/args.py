@@ -13,7 +13,7 @@ from train.graft import DEFAULT_INSTRUCTION
 
 @dataclass
 class DataArguments:
-    train_data: str = field(metadata={"help": "JSONL/CSV manifest, audiofolder directory or datasets name"})
+    train_data: str = field(metadata={"help": "JSONL/CSV manifest (several joined by commas), audiofolder directory or datasets name"})
     train_split: str = "train"
     eval_data: str | None = None
     eval_split: str = "test"

@@ -35,7 +35,14 @@ class SkipCounter(Counter):
 
 
 def load_rows(source: str, split="train", audio_column="audio", text_column="text", streaming=False, config=None):
-    """A `datasets` dataset with `audio` (undecoded: path and/or bytes) and `text` columns."""
+    """A `datasets` dataset with `audio` (undecoded: path and/or bytes) and `text` columns. Several
+    manifests separated by commas ("train.jsonl,digits.jsonl") are concatenated in that order."""
+    if "," in source and not streaming:
+        parts = [part.strip() for part in source.split(",")]
+        if not all(Path(part).suffix in (".jsonl", ".json", ".csv") for part in parts):
+            raise ValueError(f"expected comma-separated .jsonl/.json/.csv manifests, got {source!r}")
+        return datasets.concatenate_datasets(
+            [load_rows(part, split, audio_column, text_column, config=config) for part in parts])
     path = Path(source)
     if path.suffix in (".jsonl", ".json", ".csv"):
         if not path.exists():

@@ -47,7 +47,7 @@ NOISE_WEIGHTS = (0.3, 0.35, 0.35)
 
 @dataclass(frozen=True)
 class ClipJob:
-    split: str                  # "train" | "devtest"
+    split: str                  # "train" | "digits" | "devtest"
     index: int
     voice: str                  # a manifest voice label
     text: str
@@ -78,11 +78,14 @@ class ClipJob:
         return f"{self.split}/{self.voice}-{self.index:05d}-{self.digest}{suffix}"
 
 
-def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav") -> list[ClipJob]:
-    """Training jobs; job i depends only on the seed and i, so a larger size extends."""
+def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
+               split: str = "train") -> list[ClipJob]:
+    """Training jobs; job i depends only on the seed and i, so a larger size extends. Each clip is
+    read by a training voice with its own tempo, level, noise, pitch and reverb; `split` names the
+    folder and manifest (``digits`` for the digit strings)."""
     if not pool:
         raise ValueError("expected a non-empty training sentence pool, got 0 sentences")
-    rng = random.Random(f"{seed}:train-plan")
+    rng = random.Random(f"{seed}:train-plan" if split == "train" else f"{seed}:{split}-plan")
     bases = sorted(TRAIN_BASE_VOICES)
     weights = [BASE_VOICE_WEIGHTS[b] for b in bases]
     jobs = []
@@ -95,7 +98,7 @@ def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav") -> lis
         snr = rng.uniform(*SNR_DB_RANGE)
         pitch = round(rng.uniform(*PITCH_CENTS_RANGE)) if rng.random() < PITCH_SHIFT_SHARE else 0
         reverb = round(rng.uniform(*REVERB_RANGE)) if rng.random() < REVERB_SHARE else 0
-        jobs.append(ClipJob("train", i, voice.label, pool[i % len(pool)], tempo=round(tempo, 3),
+        jobs.append(ClipJob(split, i, voice.label, pool[i % len(pool)], tempo=round(tempo, 3),
                             peak_dbfs=round(peak, 1), noise=noise,
                             snr_db=None if noise == "none" else round(snr, 1), codec=codec,
                             pitch_cents=pitch, reverb=reverb))

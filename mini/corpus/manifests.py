@@ -1,6 +1,8 @@
 """Corpus outputs: the train/devtest manifests, their statistics and summary, the leakage check
 and the clip files no manifest names.
 
+``digits.jsonl`` holds the spoken digit strings, apart from ``train.jsonl`` so that a run chooses
+whether to train on them (``train_data: build/corpus/train.jsonl,build/corpus/digits.jsonl``).
 A manifest is JSONL, one clip a line: ``audio`` (path relative to the manifest), ``text``,
 ``source`` (tts | real), ``voice`` and ``duration`` in seconds.
 """
@@ -18,6 +20,9 @@ from mini.corpus.voices import EVAL_ONLY_VOICES
 
 if TYPE_CHECKING:
     from mini.corpus.jobs import RunResult
+
+
+SPLITS = ("train", "digits", "devtest")   # a folder and a manifest each
 
 
 def write_manifest(path: Path, records: list[dict]) -> None:
@@ -60,7 +65,7 @@ def compute_stats(records_by_split: dict[str, list[dict]], failures: list[dict])
 def summary_table(stats: dict) -> str:
     """Clips and minutes per split and base voice (espeak variants grouped)."""
     lines = [f"{'split':8} {'voice':34} {'clips':>6} {'minutes':>8}"]
-    for split in ("train", "devtest"):
+    for split in SPLITS:
         grouped: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         for voice, v in stats.get(split, {}).get("voices", {}).items():
             grouped[base_voice(voice)][0] += v["clips"]
@@ -95,9 +100,10 @@ def check_disjoint(train_manifest, devtest_manifest) -> None:
 
 
 def write_outputs(out: Path, result: RunResult, info: dict) -> dict:
-    """train.jsonl and devtest.jsonl (records sorted by path) and stats.json into `out`; returns the stats."""
+    """train.jsonl, digits.jsonl and devtest.jsonl (records sorted by path) and stats.json into `out`;
+    returns the stats."""
     by_split = {s: sorted((r for r in result.records if r["audio"].startswith(s + "/")),
-                          key=lambda r: r["audio"]) for s in ("train", "devtest")}
+                          key=lambda r: r["audio"]) for s in SPLITS}
     for split, records in by_split.items():
         write_manifest(out / f"{split}.jsonl", records)
     stats = compute_stats(by_split, result.failures)
@@ -109,7 +115,7 @@ def write_outputs(out: Path, result: RunResult, info: dict) -> dict:
 def stale_files(out: Path, records: list[dict], prune: bool) -> int:
     """Clips left by runs with other settings (not in the manifests); deleted if prune."""
     wanted = {r["audio"] for r in records}
-    stale = [p for split in ("train", "devtest") for p in sorted((out / split).glob("*"))
+    stale = [p for split in SPLITS for p in sorted((out / split).glob("*"))
              if p.is_file() and p.relative_to(out).as_posix() not in wanted]
     for path in stale if prune else []:
         path.unlink()

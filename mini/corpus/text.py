@@ -2,7 +2,8 @@
 
 ``load_sentences`` keeps only plain English sentences a TTS engine reads one way (no digits,
 abbreviations, all-caps words or speaker labels); ``split_pools`` divides them into disjoint
-train and devtest pools by a seeded hash of each sentence.
+train and devtest pools by a seeded hash of each sentence. ``digit_strings`` writes spoken digit
+strings ("Two nine three four zero."), the kind of text the fortunes sentences never hold.
 """
 
 from __future__ import annotations
@@ -190,3 +191,22 @@ def split_pools(sentences: list[str], seed: int,
     random.Random(f"{seed}:train-order").shuffle(train)
     random.Random(f"{seed}:devtest-order").shuffle(devtest)
     return train, devtest
+
+
+DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_STRING_LENGTHS = (1, 7)
+
+
+def digit_strings(count: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
+    """`count` distinct spoken digit strings of 1-7 digits ("Oh four seven."), seeded; none whose
+    ``sentence_key`` is in `exclude` (the devtest transcripts)."""
+    rng = random.Random(f"{seed}:digit-strings")
+    out: list[str] = []
+    seen = set(exclude)
+    while len(out) < count:
+        words = [rng.choice(DIGIT_WORDS) for _ in range(rng.randint(*DIGIT_STRING_LENGTHS))]
+        text = " ".join(words).capitalize() + "."
+        if sentence_key(text) not in seen:
+            seen.add(sentence_key(text))
+            out.append(text)
+    return out
