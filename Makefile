@@ -65,7 +65,7 @@ demo-deps:
 # the stock pipeline() on real and TTS dev-test speech, beside Whisper base.
 demo: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --no_progress
+	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --no_progress
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 
