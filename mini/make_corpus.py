@@ -1,14 +1,15 @@
 """Build an offline speech corpus (TTS + a few real recordings) for a small ASR model.
 
     python -m mini.make_corpus --out build/corpus [--train_size N] [--digit_strings D]
-        [--devtest_per_voice M] [--seed S]
+        [--devtest_per_voice M] [--devtest_digit_strings K] [--seed S]
 
 Text comes from the Debian ``fortunes`` files, speech from flite, festival and
 espeak-ng, and real human speech from ``pocketsphinx-testdata``.  Voices are split
 by rule: the training voices never appear in devtest and vice versa, every real
 recording is devtest-only, and the sentence pools of the two splits are disjoint.
 ``digits.jsonl`` holds spoken digit strings read by the training voices (none of them a devtest
-transcript), in a manifest of their own.
+transcript), in a manifest of their own; ``devtest-digits.jsonl`` other digit strings read by the
+devtest TTS voices, to score digits apart from the devtest set.
 ``check_disjoint`` enforces this on the written manifests.  The pieces live in
 ``mini.corpus``: text, voices, augment, jobs, manifests.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from mini.corpus.jobs import ClipJob, generate, plan_devtest_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
 from mini.corpus.text import digit_strings, load_sentences, sentence_key, split_pools
-from mini.corpus.voices import probe_voices
+from mini.corpus.voices import EVAL_TTS_VOICES, probe_voices
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="spoken digit strings of 1-7 digits in digits.jsonl (default 1000)")
     ap.add_argument("--devtest_per_voice", type=int, default=40,
                     help="clean devtest clips per evaluation TTS voice (default 40)")
+    ap.add_argument("--devtest_digit_strings", type=int, default=0,
+                    help="digit strings per evaluation TTS voice in devtest-digits.jsonl (default 0)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train_codec", choices=("wav", "opus"), default="wav",
                     help="training clips as 16-bit WAV (default) or Ogg Opus, about 9x smaller; "
@@ -59,9 +62,15 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     train_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction)
     jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec)
     devtest = plan_devtest_tts(devtest_pool, args.devtest_per_voice) + plan_real()
-    if args.digit_strings > 0:
-        digits = digit_strings(args.digit_strings, args.seed, {sentence_key(j.text) for j in devtest})
+    devtest_keys = {sentence_key(j.text) for j in devtest}
+    digits = digit_strings(max(0, args.digit_strings), args.seed, devtest_keys)
+    if digits:
         jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits")
+    if args.devtest_digit_strings > 0:
+        voices = len(EVAL_TTS_VOICES)
+        held_out = digit_strings(args.devtest_digit_strings * voices, args.seed + 1,
+                                 devtest_keys | {sentence_key(t) for t in digits})
+        devtest += plan_devtest_tts(held_out, args.devtest_digit_strings, split="devtest-digits")
     jobs += devtest
     info = {"sentences": len(sentences), "train_pool": len(train_pool),
             "devtest_pool": len(devtest_pool), "digit_strings": max(0, args.digit_strings),
@@ -81,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_files(args.out, result.records, args.prune)
     stats = write_outputs(args.out, result, info)
     check_disjoint(args.out / "train.jsonl", args.out / "devtest.jsonl")
-    check_disjoint(args.out / "digits.jsonl", args.out / "devtest.jsonl")
+    for training in ("train.jsonl", "digits.jsonl"):
+        for held_out in ("devtest.jsonl", "devtest-digits.jsonl"):
+            check_disjoint(args.out / training, args.out / held_out)
     print(summary_table(stats))
     print(f"sentences: {info['sentences']} (train pool {info['train_pool']}, devtest pool "
           f"{info['devtest_pool']}); reused {result.reused} clips; "

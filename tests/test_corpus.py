@@ -236,3 +236,26 @@ def test_check_disjoint_rejects_a_digit_string_read_in_devtest(tmp_path):
     with pytest.raises(ValueError, match="^sentence crosses from devtest to train: expected no shared sentences, "
                                          "got 1, e.g. 'Two nine three four zero.'$"):
         check_disjoint(tmp_path / "digits.jsonl", tmp_path / "devtest.jsonl")
+
+
+def test_build_jobs_plans_digit_strings_apart_from_every_devtest_transcript(monkeypatch):
+    from mini import make_corpus
+
+    sentences = [f"The {a} {b} sat on the mat." for a in "red green blue grey pink".split()
+                 for b in "cat dog fox owl emu yak".split()]
+    monkeypatch.setattr(make_corpus, "load_sentences", lambda: sentences)
+    tidigits = ClipJob("devtest", 0, "tidigits", "two nine three four zero", source="real", src_path="x.raw")
+    monkeypatch.setattr(make_corpus, "plan_real", lambda: [tidigits])
+    args = make_corpus.parse_args(["--train_size", "6", "--digit_strings", "40", "--devtest_per_voice", "2",
+                                   "--devtest_digit_strings", "3", "--devtest_fraction", "0.3"])
+    jobs, info = make_corpus.build_jobs(args)
+    by_split = {split: [j for j in jobs if j.split == split] for split in ("train", "digits", "devtest", "devtest-digits")}
+    assert {k: len(v) for k, v in by_split.items()} == {"train": 6, "digits": 40, "devtest": 5, "devtest-digits": 6}
+    assert info["digit_strings"] == 40
+    assert {j.voice for j in by_split["devtest-digits"]} == {"flite-slt", "festival-cmu_us_slt_arctic_hts"}
+    keys = {split: {sentence_key(j.text) for j in v} for split, v in by_split.items()}
+    assert not keys["digits"] & (keys["devtest"] | keys["devtest-digits"])
+    assert not {j.voice for j in by_split["digits"]} & {j.voice for j in by_split["devtest-digits"]}
+    args = make_corpus.parse_args(["--train_size", "0", "--digit_strings", "0", "--devtest_per_voice", "2",
+                                   "--devtest_fraction", "0.3"])
+    assert [j.split for j in make_corpus.build_jobs(args)[0]] == ["devtest"] * 5

@@ -47,7 +47,7 @@ NOISE_WEIGHTS = (0.3, 0.35, 0.35)
 
 @dataclass(frozen=True)
 class ClipJob:
-    split: str                  # "train" | "digits" | "devtest"
+    split: str                  # "train" | "digits" | "devtest" | "devtest-digits"
     index: int
     voice: str                  # a manifest voice label
     text: str
@@ -105,7 +105,7 @@ def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
     return jobs
 
 
-def plan_devtest_tts(pool: list[str], per_voice: int) -> list[ClipJob]:
+def plan_devtest_tts(pool: list[str], per_voice: int, split: str = "devtest") -> list[ClipJob]:
     """Clean devtest jobs; each eval voice reads its own sentences (interleaved pool)."""
     voices = sorted(EVAL_TTS_VOICES)
     need = per_voice * len(voices)
@@ -115,7 +115,7 @@ def plan_devtest_tts(pool: list[str], per_voice: int) -> list[ClipJob]:
     jobs = []
     for k, voice in enumerate(voices):
         for j, text in enumerate(pool[k::len(voices)][:per_voice]):
-            jobs.append(ClipJob("devtest", j, voice, text))
+            jobs.append(ClipJob(split, j, voice, text))
     return jobs
 
 

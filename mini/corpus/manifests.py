@@ -2,7 +2,8 @@
 and the clip files no manifest names.
 
 ``digits.jsonl`` holds the spoken digit strings, apart from ``train.jsonl`` so that a run chooses
-whether to train on them (``train_data: build/corpus/train.jsonl,build/corpus/digits.jsonl``).
+whether to train on them (``train_data: build/corpus/train.jsonl,build/corpus/digits.jsonl``);
+``devtest-digits.jsonl`` other digit strings read by the devtest voices, apart from the devtest set.
 A manifest is JSONL, one clip a line: ``audio`` (path relative to the manifest), ``text``,
 ``source`` (tts | real), ``voice`` and ``duration`` in seconds.
 """
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from mini.corpus.jobs import RunResult
 
 
-SPLITS = ("train", "digits", "devtest")   # a folder and a manifest each
+SPLITS = ("train", "digits", "devtest", "devtest-digits")   # a folder and a manifest each
 
 
 def write_manifest(path: Path, records: list[dict]) -> None:
@@ -64,16 +65,16 @@ def compute_stats(records_by_split: dict[str, list[dict]], failures: list[dict])
 
 def summary_table(stats: dict) -> str:
     """Clips and minutes per split and base voice (espeak variants grouped)."""
-    lines = [f"{'split':8} {'voice':34} {'clips':>6} {'minutes':>8}"]
+    lines = [f"{'split':14} {'voice':34} {'clips':>6} {'minutes':>8}"]
     for split in SPLITS:
         grouped: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         for voice, v in stats.get(split, {}).get("voices", {}).items():
             grouped[base_voice(voice)][0] += v["clips"]
             grouped[base_voice(voice)][1] += v["minutes"]
         for voice, (clips, minutes) in sorted(grouped.items()):
-            lines.append(f"{split:8} {voice:34} {clips:6d} {minutes:8.1f}")
+            lines.append(f"{split:14} {voice:34} {clips:6d} {minutes:8.1f}")
         total = stats.get(split, {})
-        lines.append(f"{split:8} {'TOTAL':34} {total.get('clips', 0):6d} "
+        lines.append(f"{split:14} {'TOTAL':34} {total.get('clips', 0):6d} "
                      f"{total.get('hours', 0) * 60:8.1f}")
     lines.append(f"failed clips: {stats['failures']['total']} {stats['failures']['by_reason']}")
     return "\n".join(lines)
@@ -100,8 +101,8 @@ def check_disjoint(train_manifest, devtest_manifest) -> None:
 
 
 def write_outputs(out: Path, result: RunResult, info: dict) -> dict:
-    """train.jsonl, digits.jsonl and devtest.jsonl (records sorted by path) and stats.json into `out`;
-    returns the stats."""
+    """One manifest per split in SPLITS (records sorted by path) and stats.json into `out`; returns the
+    stats."""
     by_split = {s: sorted((r for r in result.records if r["audio"].startswith(s + "/")),
                           key=lambda r: r["audio"]) for s in SPLITS}
     for split, records in by_split.items():
