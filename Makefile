@@ -80,14 +80,15 @@ demo: $(VENV)/.installed demo-deps
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real
+WITH_DIGITS := build/corpus/train.jsonl,build/corpus/digits.jsonl
 REFINE_COMMANDS = $(PY) -m mini.sweep --configs 4:linear:real --build_only && \
 	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r11 --lora_r 11 && \
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_refined.yaml --resume true
 # One more phase of mini_stage2_joined.yaml from the kept pieces, averaged with them and kept:
-# $(call AVERAGED_PHASE,run under build/mini-train,seed,max_steps,eval_steps,average under build/average)
+# $(call AVERAGED_PHASE,run under build/mini-train,seed,max_steps,eval_steps,average under build/average[,more arguments])
 define AVERAGED_PHASE
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/$(1) \
-		--seed $(2) --max_steps $(3) --eval_steps $(4) --resume true
+		--seed $(2) --max_steps $(3) --eval_steps $(4) --resume true $(6)
 	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/$(1) --output build/average/$(5)
 	$(PY) -m mini.demo keep --run build/average/$(5) --continues
 endef
@@ -104,6 +105,7 @@ demo-train: $(VENV)/.installed demo-deps
 	$(call AVERAGED_PHASE,k4-p4,3,600,300,p3-p4)
 	$(call AVERAGED_PHASE,k4-p7,7,800,400,p34-p7)
 	$(call AVERAGED_PHASE,k4-p8,11,800,400,p347-p8)
+	$(call AVERAGED_PHASE,k4-p10,17,800,400,p5300-p10,--train_data $(WITH_DIGITS))
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
