@@ -76,7 +76,8 @@ demo: $(VENV)/.installed demo-deps
 # trained on with decaying rates (train/configs/mini_stage2_refined.yaml) and kept; then trained on with
 # 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml) and kept; then 600 steps more of
 # that config (seed 3), averaged with the kept pieces (train.average) and kept; then 800 steps more of it
-# (seed 7) averaged with those and kept; then 800 more (seed 11) averaged and kept likewise; and scored.
+# (seed 7) averaged with those and kept; then 800 more (seed 11) averaged and kept likewise; then 800 more
+# (seed 17) with the corpus's spoken digit strings added (digits.jsonl) averaged and kept likewise; and scored.
 SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
 LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
 REFINED_BASE := build/mini-base-k4-linear-real

@@ -63,7 +63,7 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec)
     devtest = plan_devtest_tts(devtest_pool, args.devtest_per_voice) + plan_real()
     devtest_keys = {sentence_key(j.text) for j in devtest}
-    digits = digit_strings(max(0, args.digit_strings), args.seed, devtest_keys)
+    digits = digit_strings(args.digit_strings, args.seed, devtest_keys)
     if digits:
         jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits")
     if args.devtest_digit_strings > 0:
@@ -73,7 +73,7 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
         devtest += plan_devtest_tts(held_out, args.devtest_digit_strings, split="devtest-digits")
     jobs += devtest
     info = {"sentences": len(sentences), "train_pool": len(train_pool),
-            "devtest_pool": len(devtest_pool), "digit_strings": max(0, args.digit_strings),
+            "devtest_pool": len(devtest_pool), "digit_strings": len(digits),
             "train_sentence_repeats": max(0, args.train_size - len(train_pool))}
     return jobs, info
 
@@ -89,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
                 generation_seconds=round(time.time() - start, 1))
     stale = stale_files(args.out, result.records, args.prune)
     stats = write_outputs(args.out, result, info)
-    check_disjoint(args.out / "train.jsonl", args.out / "devtest.jsonl")
     for training in ("train.jsonl", "digits.jsonl"):
         for held_out in ("devtest.jsonl", "devtest-digits.jsonl"):
             check_disjoint(args.out / training, args.out / held_out)

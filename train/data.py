@@ -24,6 +24,9 @@ from tqdm.auto import tqdm
 from train.graft import SAMPLING_RATE, build_prompt, resample_to_16k, to_float_mono
 
 
+MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
 class SkipCounter(Counter):
     """Rows skipped, by reason."""
 
@@ -39,12 +42,12 @@ def load_rows(source: str, split="train", audio_column="audio", text_column="tex
     manifests separated by commas ("train.jsonl,digits.jsonl") are concatenated in that order."""
     if "," in source and not streaming:
         parts = [part.strip() for part in source.split(",")]
-        if not all(Path(part).suffix in (".jsonl", ".json", ".csv") for part in parts):
+        if not all(Path(part).suffix in MANIFEST_SUFFIXES for part in parts):
             raise ValueError(f"expected comma-separated .jsonl/.json/.csv manifests, got {source!r}")
         return datasets.concatenate_datasets(
             [load_rows(part, split, audio_column, text_column, config=config) for part in parts])
     path = Path(source)
-    if path.suffix in (".jsonl", ".json", ".csv"):
+    if path.suffix in MANIFEST_SUFFIXES:
         if not path.exists():
             raise FileNotFoundError(f"No manifest at {path}")
         rows = datasets.load_dataset("csv" if path.suffix == ".csv" else "json", data_files=str(path), split="train")

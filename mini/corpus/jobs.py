@@ -85,7 +85,7 @@ def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
     folder and manifest (``digits`` for the digit strings)."""
     if not pool:
         raise ValueError("expected a non-empty training sentence pool, got 0 sentences")
-    rng = random.Random(f"{seed}:train-plan" if split == "train" else f"{seed}:{split}-plan")
+    rng = random.Random(f"{seed}:{split}-plan")  # "0:train-plan" for the training sentences
     bases = sorted(TRAIN_BASE_VOICES)
     weights = [BASE_VOICE_WEIGHTS[b] for b in bases]
     jobs = []
