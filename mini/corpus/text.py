@@ -206,7 +206,8 @@ def digit_strings(count: int, seed: int, exclude: set[str] = frozenset()) -> lis
     while len(out) < count:
         words = [rng.choice(DIGIT_WORDS) for _ in range(rng.randint(*DIGIT_STRING_LENGTHS))]
         text = " ".join(words).capitalize() + "."
-        if sentence_key(text) not in seen:
-            seen.add(sentence_key(text))
+        key = sentence_key(text)
+        if key not in seen:
+            seen.add(key)
             out.append(text)
     return out
