@@ -1,4 +1,4 @@
-"""train.refine: stage-2 pieces carried to a finer audio-token rate and a larger LoRA rank; train.average: pieces averaged."""
+"""train.refine: stage-2 pieces carried to a finer audio-token rate and another LoRA rank; train.average: pieces averaged."""
 
 import json
 
@@ -81,12 +81,39 @@ def test_refined_pieces_load_on_the_finer_graft_and_leave_text_unchanged(pieces,
         torch.testing.assert_close(fine.eval()(**text).logits, coarse.eval()(**text).logits)
 
 
-def test_refine_refuses_a_smaller_rank(pieces, tmp_path):
+def test_refine_refuses_a_rank_below_1(pieces, tmp_path):
     with pytest.raises(ValueError) as info:
-        refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=1)
-    assert str(info.value) == "lora_r must be at least the pieces' rank 2, got 1"
+        refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=0)
+    assert str(info.value) == "lora_r must be 1 or more, got 0"
     assert not (tmp_path / "refined").exists()
     assert json.loads((pieces / "s2" / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_a_smaller_rank_keeps_each_update_s_best_approximation(pieces, tmp_path):
+    before = load_file(str(pieces / "s2" / "adapter_model.safetensors"))
+    config = refine(pieces / "s2", pieces / "k2", tmp_path / "r1", lora_r=1)
+    assert (config["r"], config["lora_alpha"]) == (1, 2)  # alpha / r stays 2
+    after = load_file(str(tmp_path / "r1" / "adapter_model.safetensors"))
+    modules = [name for name in before if ".lora_A." in name]
+    assert modules and after.keys() == before.keys()
+    for name in modules:
+        b_name = name.replace(".lora_A.", ".lora_B.")
+        assert after[name].shape == (1, before[name].shape[1]) and after[b_name].shape == (before[b_name].shape[0], 1)
+        u, s, vh = torch.linalg.svd(before[b_name] @ before[name])
+        best = s[0] * torch.outer(u[:, 0], vh[0])
+        torch.testing.assert_close(after[b_name] @ after[name], best, rtol=1e-4, atol=1e-6)
+    # grown to 5 and cut back to 2: the same updates, the same model
+    refine(pieces / "s2", pieces / "k2", tmp_path / "r5", lora_r=5)
+    refine(tmp_path / "r5", pieces / "k2", tmp_path / "r2", lora_r=2)
+    back = load_file(str(tmp_path / "r2" / "adapter_model.safetensors"))
+    for name in modules:
+        b_name = name.replace(".lora_A.", ".lora_B.")
+        torch.testing.assert_close(back[b_name] @ back[name], before[b_name] @ before[name], rtol=1e-4, atol=1e-6)
+    original, processor = load_graft(pieces / "k2", adapter=pieces / "s2")
+    cut, _ = load_graft(pieces / "k2", adapter=tmp_path / "r2")
+    text = processor.tokenizer(["hello there"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(cut.eval()(**text).logits, original.eval()(**text).logits, rtol=1e-4, atol=1e-4)
 
 
 def test_refine_refuses_pieces_without_the_projector(tmp_path):

@@ -1,4 +1,4 @@
-"""Carry trained stage-2 pieces to a finer audio-token rate and a larger LoRA rank, then train on.
+"""Carry trained stage-2 pieces to a finer audio-token rate and another LoRA rank, then train on.
 
     python -m train.refine --adapter mini/trained/stage2 --model_path build/mini-base-k4-linear-real \
         --output build/refined/k4-r11 --lora_r 11
@@ -17,6 +17,9 @@ coarse one left off, instead of from scratch:
   it exactly); training takes it on from there.
 - LoRA from rank r to `--lora_r`: the new ranks' B start at zero (the model is unchanged) and their
   A as PEFT starts A; `lora_alpha` grows with the rank, so the trained ranks keep their scale.
+- a `--lora_r` below the pieces' rank cuts each module's update `B @ A` to its best approximation
+  of that rank (its largest singular values, split evenly between B and A); `lora_alpha` shrinks
+  with the rank, so the scale stays. Pieces trained at a rank above what may be kept come back to it.
 """
 
 import argparse
@@ -54,6 +57,18 @@ def grow_lora(name: str, tensor: torch.Tensor, rank: int, generator: torch.Gener
     return torch.cat([tensor, extra.to(tensor.dtype)], 0)
 
 
+def shrink_lora(lora_a: torch.Tensor, lora_b: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (r, in) and B (out, r) -> A (rank, in) and B (out, rank) whose product is the best rank-`rank`
+    approximation of `B @ A` (Eckart-Young), in float32 and then the factors' dtype."""
+    q_b, r_b = torch.linalg.qr(lora_b.float())  # B = Qb Rb
+    q_a, r_a = torch.linalg.qr(lora_a.float().T)  # A = Ra^T Qa^T, so B A = Qb (Rb Ra^T) Qa^T
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    root = s[:rank].sqrt()
+    new_b = (q_b @ u[:, :rank]) * root
+    new_a = root[:, None] * (vh[:rank] @ q_a.T)
+    return new_a.to(lora_a.dtype), new_b.to(lora_b.dtype)
+
+
 def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = None, seed: int = 0,
            command: str | None = None) -> dict:
     """Write the refined pieces into `output`, with `refine.json` (the pieces' audio_downsample and
@@ -61,16 +76,24 @@ def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = N
     config = json.loads((adapter / ADAPTER_CONFIG).read_text())
     base = json.loads((Path(model_path) / "config.json").read_text())
     rank = config["r"] if lora_r is None else lora_r
-    if rank < config["r"]:
-        raise ValueError(f"lora_r must be at least the pieces' rank {config['r']}, got {rank}")
+    if rank < 1:
+        raise ValueError(f"lora_r must be 1 or more, got {rank}")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError("pieces with a per-module rank_pattern or alpha_pattern are not supported")
     width, generator = base["audio_config"]["d_model"], torch.Generator().manual_seed(seed)
     tensors, before = {}, {"lora_r": config["r"], "lora_alpha": config["lora_alpha"]}
-    for name, tensor in load_file(str(adapter / ADAPTER_WEIGHTS)).items():
+    loaded = load_file(str(adapter / ADAPTER_WEIGHTS))
+    shrunk = {}
+    if rank < config["r"]:
+        for name in [name for name in loaded if ".lora_A." in name]:
+            b_name = name.replace(".lora_A.", ".lora_B.")
+            shrunk[name], shrunk[b_name] = shrink_lora(loaded[name], loaded[b_name], rank)
+    for name, tensor in loaded.items():
         if name.endswith(PROJECTOR_IN):
             before["audio_downsample"] = tensor.shape[1] // width
             tensor = fold_projector(tensor, width, base["audio_downsample"])
+        elif name in shrunk:
+            tensor = shrunk[name]
         elif ".lora_A." in name or ".lora_B." in name:
             tensor = grow_lora(name, tensor, rank, generator)
         tensors[name] = tensor.contiguous()
@@ -94,7 +117,8 @@ def main(argv=None):
     parser.add_argument("--adapter", type=Path, required=True, help="stage-2 pieces (LoRA + projector)")
     parser.add_argument("--model_path", type=Path, required=True, help="the graft built at the new audio_downsample")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--lora_r", type=int, default=None, help="the new LoRA rank (default: the pieces' own)")
+    parser.add_argument("--lora_r", type=int, default=None, help="the new LoRA rank (default: the pieces' own); "
+                        "below it, each module's update is cut to its best approximation of that rank")
     parser.add_argument("--seed", type=int, default=0, help="draws the new ranks' A rows")
     args = parser.parse_args(argv)
     from train.stages import stage_command
