@@ -57,6 +57,8 @@ def test_comma_separated_manifests_are_concatenated_in_order(setup):
     both = load_rows(f"{manifests['train']}, {manifests['devtest']}")
     assert list(both["text"]) == list(train["text"]) + list(devtest["text"])
     assert [a["path"] for a in both["audio"]] == [a["path"] for a in train["audio"]] + [a["path"] for a in devtest["audio"]]
+    streamed = load_rows(f"{manifests['train']},{manifests['devtest']}", streaming=True)  # local: read whole as well
+    assert list(streamed["text"]) == list(both["text"])
     with pytest.raises(ValueError, match=r"^expected comma-separated \.jsonl/\.json/\.csv manifests, got 'a\.jsonl,b'$"):
         load_rows("a.jsonl,b")
 

@@ -39,8 +39,9 @@ class SkipCounter(Counter):
 
 def load_rows(source: str, split="train", audio_column="audio", text_column="text", streaming=False, config=None):
     """A `datasets` dataset with `audio` (undecoded: path and/or bytes) and `text` columns. Several
-    manifests separated by commas ("train.jsonl,digits.jsonl") are concatenated in that order."""
-    if "," in source and not streaming:
+    manifests separated by commas ("train.jsonl,digits.jsonl") are concatenated in that order. Local
+    manifests are read whole, `streaming` or not; it streams a Hub dataset."""
+    if "," in source:
         parts = [part.strip() for part in source.split(",")]
         if not all(Path(part).suffix in MANIFEST_SUFFIXES for part in parts):
             raise ValueError(f"expected comma-separated .jsonl/.json/.csv manifests, got {source!r}")
