@@ -245,20 +245,42 @@ def trained_on(run: Path) -> Path:
     return Path(named) if named and (Path(named) / "config.json").exists() else BASE
 
 
+def cut_from(run: Path) -> tuple[Path, dict | None]:
+    """For pieces `train.refine` wrote from a run or a mean of pieces (a `refine.json`, no
+    `segments.json`; e.g. a run at a larger rank cut back to the kept one): the folder they came
+    from, with the refine record; for any other `run`, `run` itself."""
+    from train.stages import SEGMENTS_FILE
+
+    record = None if (run / SEGMENTS_FILE).exists() else refined_record(run)
+    return (Path(record["adapter"]), record) if record else (run, None)
+
+
+def is_kept(pieces: Path) -> bool:
+    """The pieces in mini/trained, or pieces `train.refine` carried from them."""
+    kept = (TRAINED / "stage2").resolve()
+    return pieces.resolve() == kept or Path((refined_record(pieces) or {}).get("adapter", "")).resolve() == kept
+
+
+def refined_record(pieces: Path) -> dict | None:
+    from train.refine import REFINE_FILE
+
+    path = pieces / REFINE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def averaged_run(run: Path, continues: bool) -> tuple[Path, dict | None]:
     """The training run whose segments and evaluations `keep` records for `run`: `run` itself, or,
-    for the mean of the kept pieces and one run continuing them (`train.average`), that run, with
-    the average's record."""
+    for the mean of the kept pieces (or pieces `train.refine` carried from them) and one run
+    continuing them (`train.average`), that run, with the average's record."""
     from train.average import AVERAGE_FILE
 
     if not (run / AVERAGE_FILE).exists():
         return run, None
     record = json.loads((run / AVERAGE_FILE).read_text())
-    kept = (TRAINED / "stage2").resolve()
-    others = [Path(a) for a in record["adapters"] if Path(a).resolve() != kept]
+    others = [Path(a) for a in record["adapters"] if not is_kept(Path(a))]
     if not continues or len(record["adapters"]) != 2 or len(others) != 1:
         raise ValueError(f"{run} averages {record['adapters']}: keep records the mean of {TRAINED / 'stage2'} "
-                         "and one run that continued them, with --continues")  # fmt: skip
+                         "(or pieces train.refine carried from them) and one run that continued them, with --continues")  # fmt: skip
     return others[0], record
 
 
@@ -269,7 +291,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     and versions. `continues`: the run started from the pieces in mini/trained (`--init_adapter
     mini/trained/stage2`, or pieces `train.refine` carried from them), whose segments come first.
     `run` may also be the mean of the kept pieces and such a run (`train.average`): that run's
-    segments are recorded, then the average as a segment of no steps."""
+    segments are recorded, then the average as a segment of no steps; and either of them cut to
+    another rank by `train.refine` (recorded last, as a segment of no steps)."""
     import datetime
     import shutil
 
@@ -277,7 +300,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     from train.stages import segment_steps
 
     earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
-    trained, averaged = averaged_run(run, continues)
+    source, cut = cut_from(run)
+    trained, averaged = averaged_run(source, continues)
     segments = training_segments(trained, earlier)
     history = (last_state(trained) or {"log_history": []})["log_history"]  # the run's last checkpoint
     offset = earlier["steps"] if earlier else 0
@@ -286,6 +310,9 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     if averaged:
         segments.append({"steps": f"{last}-{last}", "samples_seen": 0, "train_seconds": None,
                          "command": averaged["command"], "average": averaged["adapters"]})  # fmt: skip
+    if cut:
+        segments.append({"steps": f"{last}-{last}", "samples_seen": 0, "train_seconds": None,
+                         "command": cut["command"], "refine": {k: cut[k] for k in ("from", "to")}})  # fmt: skip
     config = json.loads((trained_on(run) / "config.json").read_text())
     decoding = (TRAINED / DECODING).read_text() if (TRAINED / DECODING).exists() else None
     shutil.rmtree(TRAINED, ignore_errors=True)

@@ -183,7 +183,8 @@ def test_keep_records_the_mean_of_the_kept_pieces_and_a_run_after_that_run(tmp_p
     with pytest.raises(ValueError) as info:
         demo.keep(mean)
     assert str(info.value) == (f"{mean} averages {[str(trained / 'stage2'), str(run)]}: keep records the mean of "
-                               f"{trained / 'stage2'} and one run that continued them, with --continues")  # fmt: skip
+                               f"{trained / 'stage2'} (or pieces train.refine carried from them) and one run that "
+                               "continued them, with --continues")  # fmt: skip
     assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [1.0, 1.0]
     recipe = demo.keep(mean, continues=True)
     assert load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"].tolist() == [2.0, 2.0]
@@ -194,6 +195,50 @@ def test_keep_records_the_mean_of_the_kept_pieces_and_a_run_after_that_run(tmp_p
                                           str(run), "--output", str(mean)])  # fmt: skip
     assert (recipe["steps"], recipe["evaluations"]) == (25, [{"step": 25, "eval_wer": 0.4}])
     assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
+
+
+def test_keep_records_a_run_at_a_larger_rank_averaged_and_cut_back(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from train.average import main as average_main
+    from train.refine import main as refine_main
+
+    base, trained, run = tmp_path / "mini-base-k1", tmp_path / "trained", tmp_path / "run"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"audio_downsample": 1, "projector_type": "linear",
+                                                  "projector_norm": True, "encode_padding": False,
+                                                  "audio_config": {"d_model": 3}}))  # fmt: skip
+    monkeypatch.setattr(demo, "TRAINED", trained)
+    (trained / "stage2").mkdir(parents=True)
+    save_file({"base_model.model.model.audio_projector.linear_1.weight": torch.ones(4, 3),
+               "base_model.model.x.lora_A.weight": torch.ones(2, 4), "base_model.model.x.lora_B.weight": torch.ones(4, 2)},
+              str(trained / "stage2" / "adapter_model.safetensors"))  # fmt: skip
+    (trained / "stage2" / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    (trained / "recipe.json").write_text(json.dumps({"steps": 20, "segments": _segments("0-20"), "evaluations": []}))
+    grown, mean, cut = tmp_path / "grown", tmp_path / "mean", tmp_path / "cut"
+    refine_main(["--adapter", str(trained / "stage2"), "--model_path", str(base), "--output", str(grown), "--lora_r", "4"])
+    shutil.copytree(grown, run)  # the run: the grown pieces trained on
+    (run / "refine.json").unlink()
+    save_file({k: 3 * v for k, v in load_file(str(grown / "adapter_model.safetensors")).items()},
+              str(run / "adapter_model.safetensors"))  # fmt: skip
+    (run / "segments.json").write_text(json.dumps(_segments("0-5", command=f"python -m m --init_adapter {grown}")))
+    (run / "checkpoint-5").mkdir()
+    (run / "checkpoint-5" / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 5, "loss": 1.0}]}))
+    average_main(["--adapters", str(grown), str(run), "--output", str(mean)])
+    refine_main(["--adapter", str(mean), "--model_path", str(base), "--output", str(cut), "--lora_r", "2"])
+    recipe = demo.keep(cut, continues=True)
+    assert [s["steps"] for s in recipe["segments"]] == ["0-20", "20-20", "20-25", "25-25", "25-25"]
+    assert recipe["segments"][1]["refine"]["to"]["lora_r"] == 4 and recipe["segments"][3]["average"] == [str(grown), str(run)]
+    last = recipe["segments"][4]
+    assert last["command"] == shlex.join(["python", "-m", "train.refine", "--adapter", str(mean), "--model_path", str(base),
+                                          "--output", str(cut), "--lora_r", "2"])  # fmt: skip
+    assert last["refine"] == {"from": {"lora_r": 4, "lora_alpha": 8, "audio_downsample": 1},
+                              "to": {"audio_downsample": 1, "lora_r": 2, "lora_alpha": 4}}  # fmt: skip
+    assert recipe["steps"] == 25
+    kept = load_file(str(trained / "stage2" / "adapter_model.safetensors"))
+    assert kept["base_model.model.x.lora_A.weight"].shape == (2, 4)
+    assert json.loads((trained / "stage2" / "adapter_config.json").read_text())["r"] == 2
 
 
 def test_keep_refuses_a_run_without_its_segment_record(tmp_path):
