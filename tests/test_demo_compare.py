@@ -125,11 +125,11 @@ def test_keep_records_the_base_the_run_trained_on(tmp_path, monkeypatch):
     assert demo.keep(run)["audio_downsample"] == 8
 
 
-def test_keep_records_the_refine_step_between_the_kept_pieces_and_the_run(tmp_path, monkeypatch):
+def _kept_r2_pieces(tmp_path, monkeypatch, audio_downsample):
+    """A base graft at audio_downsample 1 (encoder width 3) and, as demo.TRAINED, kept pieces of 20
+    steps: LoRA r=2 and a projector over `audio_downsample` frames."""
     import torch
     from safetensors.torch import save_file
-
-    from train.refine import main as refine_main
 
     base, trained, run = tmp_path / "mini-base-k1", tmp_path / "trained", tmp_path / "run"
     base.mkdir()
@@ -138,11 +138,21 @@ def test_keep_records_the_refine_step_between_the_kept_pieces_and_the_run(tmp_pa
                                                   "audio_config": {"d_model": 3}}))  # fmt: skip
     monkeypatch.setattr(demo, "TRAINED", trained)
     (trained / "stage2").mkdir(parents=True)
-    save_file({"base_model.model.model.audio_projector.linear_1.weight": torch.ones(4, 6),
+    save_file({"base_model.model.model.audio_projector.linear_1.weight": torch.ones(4, 3 * audio_downsample),
                "base_model.model.x.lora_A.weight": torch.ones(2, 4), "base_model.model.x.lora_B.weight": torch.ones(4, 2)},
               str(trained / "stage2" / "adapter_model.safetensors"))  # fmt: skip
     (trained / "stage2" / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
     (trained / "recipe.json").write_text(json.dumps({"steps": 20, "segments": _segments("0-20"), "evaluations": []}))
+    return base, trained, run
+
+
+def test_keep_records_the_refine_step_between_the_kept_pieces_and_the_run(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from train.refine import main as refine_main
+
+    base, trained, run = _kept_r2_pieces(tmp_path, monkeypatch, audio_downsample=2)
     refined = tmp_path / "refined"
     refine_main(["--adapter", str(trained / "stage2"), "--model_path", str(base), "--output", str(refined), "--lora_r", "3"])
     run.mkdir()
@@ -198,24 +208,12 @@ def test_keep_records_the_mean_of_the_kept_pieces_and_a_run_after_that_run(tmp_p
 
 
 def test_keep_records_a_run_at_a_larger_rank_averaged_and_cut_back(tmp_path, monkeypatch):
-    import torch
     from safetensors.torch import load_file, save_file
 
     from train.average import main as average_main
     from train.refine import main as refine_main
 
-    base, trained, run = tmp_path / "mini-base-k1", tmp_path / "trained", tmp_path / "run"
-    base.mkdir()
-    (base / "config.json").write_text(json.dumps({"audio_downsample": 1, "projector_type": "linear",
-                                                  "projector_norm": True, "encode_padding": False,
-                                                  "audio_config": {"d_model": 3}}))  # fmt: skip
-    monkeypatch.setattr(demo, "TRAINED", trained)
-    (trained / "stage2").mkdir(parents=True)
-    save_file({"base_model.model.model.audio_projector.linear_1.weight": torch.ones(4, 3),
-               "base_model.model.x.lora_A.weight": torch.ones(2, 4), "base_model.model.x.lora_B.weight": torch.ones(4, 2)},
-              str(trained / "stage2" / "adapter_model.safetensors"))  # fmt: skip
-    (trained / "stage2" / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
-    (trained / "recipe.json").write_text(json.dumps({"steps": 20, "segments": _segments("0-20"), "evaluations": []}))
+    base, trained, run = _kept_r2_pieces(tmp_path, monkeypatch, audio_downsample=1)
     grown, mean, cut = tmp_path / "grown", tmp_path / "mean", tmp_path / "cut"
     refine_main(["--adapter", str(trained / "stage2"), "--model_path", str(base), "--output", str(grown), "--lora_r", "4"])
     shutil.copytree(grown, run)  # the run: the grown pieces trained on
