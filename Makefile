@@ -107,6 +107,12 @@ demo-train: $(VENV)/.installed demo-deps
 	$(call AVERAGED_PHASE,k4-p7,7,800,400,p34-p7)
 	$(call AVERAGED_PHASE,k4-p8,11,800,400,p347-p8)
 	$(call AVERAGED_PHASE,k4-p10,17,800,400,p5300-p10,--train_data $(WITH_DIGITS))
+	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r22 --lora_r 22 --seed 23
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --init_adapter build/refined/k4-r22 \
+		--output_dir build/mini-train/k4-p12-r22 --seed 23 --max_steps 800 --eval_steps 400 --resume true --train_data $(WITH_DIGITS)
+	$(PY) -m train.average --adapters build/refined/k4-r22 build/mini-train/k4-p12-r22 --output build/average/p6100-p12-r22
+	$(PY) -m train.refine --adapter build/average/p6100-p12-r22 --model_path $(REFINED_BASE) --output build/refined/p6100-p12-r11 --lora_r 11
+	$(PY) -m mini.demo keep --run build/refined/p6100-p12-r11 --continues
 	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
 		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
 
