@@ -214,8 +214,7 @@ def refined_from(segment: dict) -> dict | None:
     words = shlex.split(segment.get("command") or "")
     folders = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--init_adapter"]
     folders += [word.split("=", 1)[1] for word in words if word.startswith("--init_adapter=")]
-    path = Path(folders[-1]) / "refine.json" if folders else None
-    return json.loads(path.read_text()) if path and path.exists() else None
+    return refined_record(Path(folders[-1])) if folders else None
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
@@ -262,6 +261,7 @@ def is_kept(pieces: Path) -> bool:
 
 
 def refined_record(pieces: Path) -> dict | None:
+    """The `refine.json` `train.refine` wrote beside `pieces`, if any."""
     from train.refine import REFINE_FILE
 
     path = pieces / REFINE_FILE
