@@ -199,12 +199,21 @@ def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
     segments = json.loads(path.read_text())
     refined = refined_from(segments[0]) if continues and segments else None
     if refined:  # the pieces were carried to another graft (train.refine) before the run: no steps, no samples
-        earlier.append({"steps": f"{offset}-{offset}", "samples_seen": 0, "train_seconds": None,
-                        "command": refined["command"], "refine": {k: refined[k] for k in ("from", "to")}})  # fmt: skip
+        earlier.append(refine_segment(offset, refined))
     for segment in segments:
         first, last = (step + offset for step in segment_steps(segment))
         earlier.append({**segment, "steps": f"{first}-{last}"})
     return earlier
+
+
+def stepless_segment(step: int, command: str, **what) -> dict:
+    """A segment of no steps and no samples at `step`: a `train.refine` or a `train.average` between runs."""
+    return {"steps": f"{step}-{step}", "samples_seen": 0, "train_seconds": None, "command": command, **what}
+
+
+def refine_segment(step: int, record: dict) -> dict:
+    """The segment of a `train.refine` step, from its `refine.json`."""
+    return stepless_segment(step, record["command"], refine={k: record[k] for k in ("from", "to")})
 
 
 def refined_from(segment: dict) -> dict | None:
@@ -308,11 +317,9 @@ def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues:
     checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
     last = segment_steps(segments[-1])[1]
     if averaged:
-        segments.append({"steps": f"{last}-{last}", "samples_seen": 0, "train_seconds": None,
-                         "command": averaged["command"], "average": averaged["adapters"]})  # fmt: skip
+        segments.append(stepless_segment(last, averaged["command"], average=averaged["adapters"]))
     if cut:
-        segments.append({"steps": f"{last}-{last}", "samples_seen": 0, "train_seconds": None,
-                         "command": cut["command"], "refine": {k: cut[k] for k in ("from", "to")}})  # fmt: skip
+        segments.append(refine_segment(last, cut))
     config = json.loads((trained_on(run) / "config.json").read_text())
     decoding = (TRAINED / DECODING).read_text() if (TRAINED / DECODING).exists() else None
     shutil.rmtree(TRAINED, ignore_errors=True)
