@@ -254,12 +254,10 @@ def trained_on(run: Path) -> Path:
 
 
 def cut_from(run: Path) -> tuple[Path, dict | None]:
-    """For pieces `train.refine` wrote from a run or a mean of pieces (a `refine.json`, no
-    `segments.json`; e.g. a run at a larger rank cut back to the kept one): the folder they came
-    from, with the refine record; for any other `run`, `run` itself."""
-    from train.stages import SEGMENTS_FILE
-
-    record = None if (run / SEGMENTS_FILE).exists() else refined_record(run)
+    """For pieces `train.refine` wrote from a run or a mean of pieces (e.g. a run at a larger rank
+    cut back to the kept one): the folder they came from, with the refine record; for any other
+    `run` (a training run's output holds no `refine.json`), `run` itself."""
+    record = refined_record(run)
     return (Path(record["adapter"]), record) if record else (run, None)
 
 
