@@ -62,6 +62,7 @@ def pieces(tmp_path_factory):
 def test_refined_pieces_load_on_the_finer_graft_and_leave_text_unchanged(pieces, tmp_path):
     config = refine(pieces / "s2", pieces / "k1", tmp_path / "refined", lora_r=5)
     assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (5, 10, str(pieces / "k1"))
+    assert config["inference_mode"] is json.loads((pieces / "s2" / "adapter_config.json").read_text())["inference_mode"] is True
     record = json.loads((tmp_path / "refined" / "refine.json").read_text())
     assert (record["from"], record["to"]) == ({"audio_downsample": 2, "lora_r": 2, "lora_alpha": 4},
                                               {"audio_downsample": 1, "lora_r": 5, "lora_alpha": 10})  # fmt: skip

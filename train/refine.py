@@ -100,8 +100,9 @@ def refine(adapter: Path, model_path: Path, output: Path, lora_r: int | None = N
     if "audio_downsample" not in before:
         raise ValueError(f"{adapter / ADAPTER_WEIGHTS} holds no {PROJECTOR_IN}: not stage-2 pieces with the projector")
     alpha = config["lora_alpha"] * rank / config["r"]
+    # inference_mode as PEFT's save_pretrained writes it; training loads the pieces with is_trainable
     config.update(r=rank, lora_alpha=int(alpha) if alpha.is_integer() else alpha,
-                  base_model_name_or_path=str(model_path), inference_mode=False)  # fmt: skip
+                  base_model_name_or_path=str(model_path), inference_mode=True)  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(output / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (output / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
