@@ -264,7 +264,7 @@ def cut_from(run: Path) -> tuple[Path, dict | None]:
 def is_kept(pieces: Path) -> bool:
     """The pieces in mini/trained, or pieces `train.refine` carried from them."""
     kept = (TRAINED / "stage2").resolve()
-    return pieces.resolve() == kept or Path((refined_record(pieces) or {}).get("adapter", "")).resolve() == kept
+    return pieces.resolve() == kept or cut_from(pieces)[0].resolve() == kept
 
 
 def refined_record(pieces: Path) -> dict | None:
