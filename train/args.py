@@ -57,6 +57,11 @@ class RecipeArguments:
     resume: bool = field(
         default=False, metadata={"help": "continue from the last checkpoint in output_dir (from step 0 when it has none)"}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "keep an exponential moving average of the trained weights with this decay and save it "
+                  "to <output_dir>/ema (train.ema; 0: none)"},
+    )  # fmt: skip
 
 
 def parse_config(dataclass_types, argv=None):

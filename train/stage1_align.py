@@ -18,7 +18,7 @@ from transformers import TrainingArguments
 from train.args import DataArguments, RecipeArguments, parse_config
 from train.loading import PROJECTOR_PREFIX, load_graft
 from train.precision import apply_precision, keep_trainable_float32
-from train.stages import run_stage, stage_command
+from train.stages import run_stage
 
 
 @dataclass
@@ -44,8 +44,7 @@ def main(argv=None):
     n_trainable = sum(model.get_parameter(name).numel() for name in trainable)
     print(f"stage 1: training {n_trainable:,} projector parameters of {model.num_parameters():,}, "
           f"world size {training_args.world_size}, frozen weights in {dtype}, bf16 autocast {training_args.bf16}")  # fmt: skip
-    return run_stage(model, processor, data_args, training_args, recipe, "stage 1: projector alignment",
-                     stage_command("train.stage1_align", argv))
+    return run_stage(model, processor, data_args, training_args, recipe, "stage 1: projector alignment")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from train.args import DataArguments, RecipeArguments, parse_config
 from train.loading import load_graft
 from train.precision import apply_precision, keep_trainable_float32
 from train.quantize import nf4_config
-from train.stages import run_stage, stage_command
+from train.stages import run_stage
 
 LLM_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -91,8 +91,7 @@ def main(argv=None):
     model.print_trainable_parameters()
     print(f"stage 2: LLM {'NF4' if stage.load_in_4bit else dtype}, {start_of(stage)}, "
           f"bf16 autocast {training_args.bf16}")
-    return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector",
-                     stage_command("train.stage2_qlora", argv))
+    return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,9 @@
 """What stage 1 and stage 2 share: datasets, a Trainer that saves only the trained weights,
-evaluation WER during training, and the closing report (loss plot, skipped rows)."""
+evaluation WER and the listening check during training, an optional EMA of the trained weights,
+and the closing report (loss plot, skipped rows)."""
 
-import datetime
 import json
 import os
-import shlex
-import sys
-import time
 from pathlib import Path
 
 import safetensors.torch
@@ -15,10 +12,10 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from train.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from train.ema import EMACallback
 from train.encoder_cache import with_encoder_cache
 from train.listening import ListeningCallback
 from train.plots import plot_training
-from train.precision import hardware
 
 
 def build_datasets(data_args, max_seconds: float, seed: int = 0):
@@ -136,7 +133,7 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
     return trainer
 
 
-def run_stage(model, processor, data_args, training_args, recipe, title: str, command: str = ""):
+def run_stage(model, processor, data_args, training_args, recipe, title: str):
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds, training_args.seed)
     if data_args.encoder_cache_dir:
@@ -145,54 +142,17 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str, co
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
     resumable = recipe.resume and Path(training_args.output_dir).is_dir()
     last = get_last_checkpoint(training_args.output_dir) if resumable else None
-    start = json.loads((Path(last) / "trainer_state.json").read_text())["global_step"] if last else 0
-    started = time.time()
+    ema = EMACallback(model, recipe.ema_decay) if recipe.ema_decay else None
+    if ema is not None:
+        ema.resume_from(last)
+        trainer.add_callback(ema)
     output = trainer.train(resume_from_checkpoint=last)  # --resume with no checkpoint yet: from step 0
     trainer.save_metrics("train", output.metrics)  # train_results.json: train_runtime and friends
-    if trainer.is_world_process_zero():
-        record_segment(Path(training_args.output_dir), start, trainer.state.global_step,
-                       trainer.state.train_batch_size * training_args.gradient_accumulation_steps
-                       * training_args.world_size, time.time() - started, command)  # fmt: skip
     finish(trainer, train_set, eval_set, title)
+    if ema is not None and trainer.is_world_process_zero():
+        print(f"saved the EMA of the trained weights (decay {recipe.ema_decay}) to "
+              f"{ema.save_average(trainer.accelerator.unwrap_model(trainer.model), training_args.output_dir)}")
     return trainer
-
-
-SEGMENTS_FILE = "segments.json"
-
-
-def stage_command(module: str, argv=None) -> str:
-    """The command line that ran a stage's `main(argv)` (the process's own arguments when None)."""
-    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
-
-
-def segment_steps(segment: dict) -> tuple[int, int]:
-    """(first, last) step of a recorded segment, whose `steps` reads "first-last"."""
-    first, last = segment["steps"].split("-")
-    return int(first), int(last)
-
-
-def record_segment(output: Path, start: int, end: int, batch: int, seconds: float, command: str) -> list:
-    """Append this `train()` call to `output/segments.json`: its steps, the samples it saw, its wall
-    time and the command that ran it. Earlier segments are cut at `start` (a run restarted from an
-    older checkpoint trains those steps again); steps before `start` that no segment covers (a run
-    cut off before it finished) become a segment marked `cut_off`."""
-    path = output / SEGMENTS_FILE
-    kept = []
-    for segment in json.loads(path.read_text()) if path.exists() else []:
-        first, last = segment_steps(segment)
-        if first < start:  # steps past `start` were trained again from its checkpoint: not counted twice
-            share = (min(last, start) - first) / (last - first)
-            kept.append({**segment, "steps": f"{first}-{min(last, start)}",
-                         "samples_seen": round(segment["samples_seen"] * share)})  # fmt: skip
-    covered = segment_steps(kept[-1])[1] if kept else 0
-    if covered < start:  # a run cut off before it finished: its steps up to the checkpoint, time unknown
-        kept.append({"steps": f"{covered}-{start}", "samples_seen": (start - covered) * batch, "train_seconds": None,
-                     "command": None, "cut_off": True})  # fmt: skip
-    kept.append({"steps": f"{start}-{end}", "samples_seen": (end - start) * batch, "train_seconds": round(seconds),
-                 "command": command, "hardware": hardware(),
-                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")})  # fmt: skip
-    path.write_text(json.dumps(kept, indent=2) + "\n")
-    return kept
 
 
 def finish(trainer, train_set, eval_set, title: str) -> None:

@@ -21,11 +21,13 @@ from pathlib import Path
 import soundfile as sf
 
 from mini.corpus.augment import SAMPLE_RATE, augment, sox_to_16k, validate_clip
-from mini.corpus.tools import ClipError
+from mini.corpus.tools import ClipError, run_tool
 from mini.corpus.voices import (
     ALL_TTS_VOICES,
+    ALLISON_VOICE,
     BASE_VOICE_WEIGHTS,
     EVAL_TTS_VOICES,
+    PROSODY_PRESETS,
     TRAIN_BASE_VOICES,
     synthesize,
 )
@@ -43,11 +45,13 @@ PEAK_DBFS_RANGE = (-20.0, -1.0)
 SNR_DB_RANGE = (5.0, 30.0)
 NOISE_KINDS = ("none", "white", "pink")
 NOISE_WEIGHTS = (0.3, 0.35, 0.35)
+PROSODY_SHARE = 0.5   # clips read with one of the engine's own non-default prosody presets
+ALLISON_COPIES = 4    # each training prompt of the real speaker: once clean, then augmented copies
 
 
 @dataclass(frozen=True)
 class ClipJob:
-    split: str                  # "train" | "digits" | "devtest" | "devtest-digits"
+    split: str                  # "train" | "digits" | "validation" | "devtest" | "devtest-digits"
     index: int
     voice: str                  # a manifest voice label
     text: str
@@ -60,6 +64,7 @@ class ClipJob:
     codec: str = "wav"               # "wav" (16-bit PCM) | "opus" (Ogg Opus, training clips only)
     pitch_cents: int = 0             # sox pitch shift
     reverb: int = 0                  # sox reverb reverberance (%), 0 for none
+    prosody: int = 0                 # the engine's prosody preset (voices.PROSODY_PRESETS), 0 its default
 
     @property
     def digest(self) -> str:
@@ -67,8 +72,10 @@ class ClipJob:
         # so a resumed run never reuses a clip made with other settings.
         fields = [self.voice, self.text, self.source, self.tempo, self.peak_dbfs,
                   self.noise, self.snr_db, self.src_path]
-        if self.pitch_cents or self.reverb:  # clips made without them keep their names
+        if self.pitch_cents or self.reverb or self.prosody:  # clips made without them keep their names
             fields += [self.pitch_cents, self.reverb]
+        if self.prosody:
+            fields.append(self.prosody)
         spec = json.dumps(fields)
         return hashlib.sha256(spec.encode()).hexdigest()[:10]
 
@@ -78,11 +85,25 @@ class ClipJob:
         return f"{self.split}/{self.voice}-{self.index:05d}-{self.digest}{suffix}"
 
 
+def _draw_augmentation(rng: random.Random) -> dict:
+    """One training clip's tempo, level, noise, pitch, reverb and prosody preset; every value is drawn
+    every time so the stream never depends on earlier choices."""
+    tempo, peak = rng.uniform(*TEMPO_RANGE), rng.uniform(*PEAK_DBFS_RANGE)
+    noise = rng.choices(NOISE_KINDS, NOISE_WEIGHTS)[0]
+    snr = rng.uniform(*SNR_DB_RANGE)
+    pitch = round(rng.uniform(*PITCH_CENTS_RANGE)) if rng.random() < PITCH_SHIFT_SHARE else 0
+    reverb = round(rng.uniform(*REVERB_RANGE)) if rng.random() < REVERB_SHARE else 0
+    prosody = rng.randrange(1, len(PROSODY_PRESETS)) if rng.random() < PROSODY_SHARE else 0
+    return {"tempo": round(tempo, 3), "peak_dbfs": round(peak, 1), "noise": noise,
+            "snr_db": None if noise == "none" else round(snr, 1), "pitch_cents": pitch, "reverb": reverb,
+            "prosody": prosody}
+
+
 def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
                split: str = "train") -> list[ClipJob]:
     """Training jobs; job i depends only on the seed and i, so a larger size extends. Each clip is
-    read by a training voice with its own tempo, level, noise, pitch and reverb; `split` names the
-    folder and manifest (``digits`` for the digit strings)."""
+    read by a training voice with its own tempo, level, noise, pitch, reverb and prosody; `split`
+    names the folder and manifest (``digits`` for the digit strings)."""
     if not pool:
         raise ValueError("expected a non-empty training sentence pool, got 0 sentences")
     rng = random.Random(f"{seed}:{split}-plan")  # "0:train-plan" for the training sentences
@@ -92,26 +113,32 @@ def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
     for i in range(size):
         base = rng.choices(bases, weights)[0]
         voice = rng.choice(TRAIN_BASE_VOICES[base])
-        # Draw every value every time so the stream never depends on earlier choices.
-        tempo, peak = rng.uniform(*TEMPO_RANGE), rng.uniform(*PEAK_DBFS_RANGE)
-        noise = rng.choices(NOISE_KINDS, NOISE_WEIGHTS)[0]
-        snr = rng.uniform(*SNR_DB_RANGE)
-        pitch = round(rng.uniform(*PITCH_CENTS_RANGE)) if rng.random() < PITCH_SHIFT_SHARE else 0
-        reverb = round(rng.uniform(*REVERB_RANGE)) if rng.random() < REVERB_SHARE else 0
-        jobs.append(ClipJob(split, i, voice.label, pool[i % len(pool)], tempo=round(tempo, 3),
-                            peak_dbfs=round(peak, 1), noise=noise,
-                            snr_db=None if noise == "none" else round(snr, 1), codec=codec,
-                            pitch_cents=pitch, reverb=reverb))
+        jobs.append(ClipJob(split, i, voice.label, pool[i % len(pool)], codec=codec, **_draw_augmentation(rng)))
     return jobs
 
 
-def plan_devtest_tts(pool: list[str], per_voice: int, split: str = "devtest") -> list[ClipJob]:
-    """Clean devtest jobs; each eval voice reads its own sentences (interleaved pool)."""
-    voices = sorted(EVAL_TTS_VOICES)
+def plan_allison(prompts: list[tuple[Path, str]], split: str, seed: int, copies: int = 1,
+                 codec: str = "wav") -> list[ClipJob]:
+    """Jobs for the real speaker's prompts: each prompt `copies` times, the first as recorded and the
+    others with the training augmentation (tempo, pitch, reverb, noise; no prosody: it is a recording)."""
+    rng = random.Random(f"{seed}:{split}-allison")
+    jobs = []
+    for copy in range(copies):
+        for path, text in prompts:
+            drawn = _draw_augmentation(rng)
+            drawn = {} if copy == 0 else {**drawn, "prosody": 0}
+            jobs.append(ClipJob(split, len(jobs), ALLISON_VOICE, text, source="real", src_path=str(path),
+                                codec=codec if split != "validation" else "wav", **drawn))
+    return jobs
+
+
+def plan_clean_tts(pool: list[str], per_voice: int, voices=EVAL_TTS_VOICES, split: str = "devtest") -> list[ClipJob]:
+    """Clean held-out jobs (validation or devtest); each voice reads its own sentences (interleaved pool)."""
+    voices = sorted(voices)
     need = per_voice * len(voices)
     if len(pool) < need:
-        raise ValueError(f"expected at least {need} devtest sentences for {per_voice} per voice, "
-                         f"got {len(pool)}; raise --devtest_fraction")
+        raise ValueError(f"expected at least {need} {split} sentences for {per_voice} per voice, "
+                         f"got {len(pool)}; raise --{split}_fraction")
     jobs = []
     for k, voice in enumerate(voices):
         for j, text in enumerate(pool[k::len(voices)][:per_voice]):
@@ -166,12 +193,17 @@ def make_clip(job: ClipJob, out_dir: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         tmp_dir = Path(tmp)
         speech = tmp_dir / "speech16k.wav"
+        native = tmp_dir / "native.wav"
         if job.source == "real":
             src = Path(job.src_path)
-            sox_to_16k(src, speech, raw_input=src.suffix == ".raw")
+            if src.suffix == ".g722":  # the Asterisk prompts: sox reads no G.722, ffmpeg does
+                run_tool(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "g722", "-i", str(src), str(native)],
+                         "ffmpeg")
+                src = native
+            sox_to_16k(src, speech, raw_input=src.suffix == ".raw", tempo=job.tempo, pitch_cents=job.pitch_cents,
+                       reverb=job.reverb)
         else:
-            native = tmp_dir / "native.wav"
-            synthesize(ALL_TTS_VOICES[job.voice], job.text, native)
+            synthesize(ALL_TTS_VOICES[job.voice], job.text, native, job.prosody)
             sox_to_16k(native, speech, tempo=job.tempo, pitch_cents=job.pitch_cents, reverb=job.reverb)
         if job.noise != "none" or job.peak_dbfs is not None:
             audio, _ = sf.read(speech, dtype="float64")

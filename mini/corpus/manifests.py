@@ -1,5 +1,11 @@
-"""Corpus outputs: the train/devtest manifests, their statistics and summary, the leakage check
-and the clip files no manifest names.
+"""Corpus outputs: the train/validation/devtest manifests, their statistics and summary, the leakage
+check and the clip files no manifest names.
+
+The rule of the splits: training data is what the graft learns from; validation (voices and
+recordings training never has) is what every choice of the recipe is made on; devtest is scored
+and reported, and never used to choose anything. No voice, recording or sentence crosses
+between them, with one exception: the real speaker of the Asterisk prompts is in training and in
+validation, each prompt (and its transcript) on one side only.
 
 ``digits.jsonl`` holds the spoken digit strings, apart from ``train.jsonl`` so that a run chooses
 whether to train on them (``train_data: build/corpus/train.jsonl,build/corpus/digits.jsonl``);
@@ -17,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mini.corpus.text import sentence_key
-from mini.corpus.voices import EVAL_ONLY_VOICES
+from mini.corpus.voices import ALLISON_VOICE, EVAL_ONLY_VOICES
 
 if TYPE_CHECKING:
     from mini.corpus.jobs import RunResult
 
 
-SPLITS = ("train", "digits", "devtest", "devtest-digits")   # a folder and a manifest each
+SPLITS = ("train", "digits", "validation", "devtest", "devtest-digits")   # a folder and a manifest each
 
 
 def write_manifest(path: Path, records: list[dict]) -> None:
@@ -80,24 +86,26 @@ def summary_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def check_disjoint(train_manifest, devtest_manifest) -> None:
-    """Raise ValueError if a devtest voice, a real recording or a devtest sentence is in train."""
-    train, devtest = read_manifest(train_manifest), read_manifest(devtest_manifest)
+def check_disjoint(train_manifest, held_out_manifest, shared_voices=()) -> None:
+    """Raise ValueError if a held-out voice (other than `shared_voices`), an evaluation-only recording
+    or a held-out sentence is in the training manifest. Between two held-out manifests (validation,
+    devtest), the first plays the part of training."""
+    train, held_out = read_manifest(train_manifest), read_manifest(held_out_manifest)
     train_voices = {r["voice"] for r in train}
-    shared = sorted(train_voices & {r["voice"] for r in devtest})
+    shared = sorted((train_voices & {r["voice"] for r in held_out}) - set(shared_voices))
     if shared:
-        raise ValueError(f"voice crosses from devtest to train: expected no shared voices, "
-                         f"got {shared}")
-    eval_only = sorted({r["voice"] for r in train
-                        if r["voice"] in EVAL_ONLY_VOICES or r["source"] != "tts"})
+        raise ValueError(f"voice crosses from {Path(held_out_manifest).stem} to {Path(train_manifest).stem}: "
+                         f"expected no shared voices, got {shared}")
+    eval_only = sorted({r["voice"] for r in train if r["voice"] in EVAL_ONLY_VOICES
+                        or (r["source"] != "tts" and r["voice"] != ALLISON_VOICE)})
     if eval_only:
-        raise ValueError(f"evaluation-only voice in train: expected only TTS training voices, "
-                         f"got {eval_only}")
-    devtest_keys = {sentence_key(r["text"]) for r in devtest}
-    crossing = sorted({r["text"] for r in train if sentence_key(r["text"]) in devtest_keys})
+        raise ValueError(f"evaluation-only voice in {Path(train_manifest).stem}: expected only TTS voices and "
+                         f"the {ALLISON_VOICE} prompts, got {eval_only}")
+    held_out_keys = {sentence_key(r["text"]) for r in held_out}
+    crossing = sorted({r["text"] for r in train if sentence_key(r["text"]) in held_out_keys})
     if crossing:
-        raise ValueError(f"sentence crosses from devtest to train: expected no shared "
-                         f"sentences, got {len(crossing)}, e.g. {crossing[0]!r}")
+        raise ValueError(f"sentence crosses from {Path(held_out_manifest).stem} to {Path(train_manifest).stem}: "
+                         f"expected no shared sentences, got {len(crossing)}, e.g. {crossing[0]!r}")
 
 
 def write_outputs(out: Path, result: RunResult, info: dict) -> dict:

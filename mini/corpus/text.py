@@ -2,7 +2,7 @@
 
 ``load_sentences`` keeps only plain English sentences a TTS engine reads one way (no digits,
 abbreviations, all-caps words or speaker labels); ``split_pools`` divides them into disjoint
-train and devtest pools by a seeded hash of each sentence. ``digit_strings`` writes spoken digit
+train, validation and devtest pools by a seeded hash of each sentence. ``digit_strings`` writes spoken digit
 strings ("Two nine three four zero."), the kind of text the fortunes sentences never hold.
 """
 
@@ -169,14 +169,16 @@ def load_sentences(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
     return [by_key[k] for k in sorted(by_key)]
 
 
-def split_pools(sentences: list[str], seed: int,
-                devtest_fraction: float = 0.1) -> tuple[list[str], list[str]]:
-    """Disjoint (train, devtest) pools, each in a seeded order.
+def split_pools(sentences: list[str], seed: int, devtest_fraction: float = 0.1,
+                validation_fraction: float = 0.05) -> tuple[list[str], list[str], list[str]]:
+    """Disjoint (train, validation, devtest) pools, each in a seeded order.
 
-    Membership depends only on the seed and the sentence itself, so changing the
-    requested sizes never moves a sentence between splits.
+    Membership depends only on the seed and the sentence itself, so changing the requested sizes
+    never moves a sentence between splits: a seeded hash of the sentence below `devtest_fraction`
+    puts it in devtest, below `devtest_fraction + validation_fraction` in validation (so adding a
+    validation pool took sentences from train only, and devtest stayed as it was).
     """
-    train, devtest = [], []
+    pools: dict[str, list[str]] = {"train": [], "validation": [], "devtest": []}
     seen = set()
     for sentence in sentences:
         key = sentence_key(sentence)
@@ -184,13 +186,14 @@ def split_pools(sentences: list[str], seed: int,
             continue
         seen.add(key)
         digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-        in_devtest = int.from_bytes(digest[:8], "big") / 2**64 < devtest_fraction
-        (devtest if in_devtest else train).append(sentence)
-    train.sort(key=sentence_key)  # shuffle from a canonical order, whatever the input order
-    devtest.sort(key=sentence_key)
-    random.Random(f"{seed}:train-order").shuffle(train)
-    random.Random(f"{seed}:devtest-order").shuffle(devtest)
-    return train, devtest
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        split = ("devtest" if draw < devtest_fraction else
+                 "validation" if draw < devtest_fraction + validation_fraction else "train")
+        pools[split].append(sentence)
+    for split, pool in pools.items():
+        pool.sort(key=sentence_key)  # shuffle from a canonical order, whatever the input order
+        random.Random(f"{seed}:{split}-order").shuffle(pool)
+    return pools["train"], pools["validation"], pools["devtest"]
 
 
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
