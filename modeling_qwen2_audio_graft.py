@@ -5,12 +5,9 @@ the `<|AUDIO|>` placeholders of the prompt -> the Qwen2-VL language model. Image
 through the inherited vision path unchanged, so one prompt may hold images, audio and text.
 """
 
-import inspect
-
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
-from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_vl.modeling_qwen2_vl import (
     Qwen2VisionTransformerPretrainedModel,
@@ -24,11 +21,6 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from .configuration_qwen2_audio_graft import HOP_LENGTH, Qwen2AudioGraftConfig, num_audio_tokens
 from .pipeline_qwen2_audio_graft import Qwen2AudioGraftASRPipeline  # noqa: F401  (ships the pipeline file)
 
-# Whisper's log-mel of digital silence: its 1e-10 power floor is -10 in log10, which the feature
-# extractor scales to (-10 + 4) / 4 (tests/test_guidance.py checks it against the processor).
-SILENCE_LOG_MEL = -1.5
-# The KV cache's keyword: `cache` from transformers 5.24 on, `past_key_values` before.
-_CACHE_KEYWORD = "cache" if "cache" in inspect.signature(Qwen2VLTextModel.forward).parameters else "past_key_values"
 
 
 def encode_real_frames(audio_tower: WhisperEncoder, input_features: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
@@ -342,11 +334,8 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
-    def generate(self, input_ids=None, attention_mask=None, audio_guidance_scale=None, **kwargs):
-        """`GenerationMixin.generate`, taking `input_features` / `input_features_mask` too, and
-        `audio_guidance_scale` (default: the generation config's, 1 where unset): above 1, each
-        step's scores are pushed away from what the prompt gives with silent audio
-        (`AudioGuidanceLogitsProcessor`)."""
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        """`GenerationMixin.generate`, taking `input_features` / `input_features_mask` too."""
         if input_ids is not None and attention_mask is not None:
             # Stable sort puts padding (0) before real tokens (1) and keeps each group's order:
             # right padding becomes left padding, which decoder-only generation needs.
@@ -355,24 +344,7 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             if kwargs.get("mm_token_type_ids") is not None:
                 kwargs["mm_token_type_ids"] = kwargs["mm_token_type_ids"].gather(1, order)
             attention_mask = attention_mask.gather(1, order)
-        scale = audio_guidance_scale
-        if scale is None:
-            scale = getattr(kwargs.get("generation_config") or self.generation_config, "audio_guidance_scale", None)
-        if scale is not None and float(scale) != 1:
-            kwargs["logits_processor"] = self._with_audio_guidance(float(scale), input_ids, attention_mask, kwargs)
         return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-
-    def _with_audio_guidance(self, scale: float, input_ids, attention_mask, kwargs) -> LogitsProcessorList:
-        if not scale >= 0:
-            raise ValueError(f"audio_guidance_scale must be 0 or more (1 turns it off), got {scale}")
-        if kwargs.get("input_features") is None or input_ids is None:
-            raise ValueError("audio_guidance_scale needs input_ids and input_features (the silent branch encodes "
-                             "silent log-mels); pass audio_guidance_scale=1 to decode without it")  # fmt: skip
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        guidance = AudioGuidanceLogitsProcessor(self, scale, input_ids, attention_mask, kwargs["input_features"],
-                                                kwargs.get("input_features_mask"), kwargs.get("mm_token_type_ids"))  # fmt: skip
-        return LogitsProcessorList([*(kwargs.get("logits_processor") or []), guidance])
 
     def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
         # Windows are laid out per clip, not per row, so the generic batch-axis repeat would pair
@@ -403,78 +375,6 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
                 raise ValueError("The <|AUDIO|> tokens of a row do not match whole audio windows")
             index.extend(list(range(first, window)) * expand_size)
         return torch.tensor(index, dtype=torch.long, device=features_mask.device)
-
-
-class AudioGuidanceLogitsProcessor(LogitsProcessor):
-    """Audio guidance: classifier-free guidance with the audio as the condition.
-
-    At each step the log-probabilities given the audio, `audio`, and those the same prompt gives
-    with its audio replaced by silence of the same length, `silent`, become
-    `silent + scale * (audio - silent)`: a scale above 1 favours the tokens the audio makes more
-    likely than the language model alone would, below 1 those the language model prefers; 0
-    decodes as if the audio were silent, and 1 changes nothing. (On the mini graft both 1.5 and
-    0.8 raised the WER: docs/mini-graft.md, "Audio guidance".)
-
-    The silent prompt runs through the model once (its audio encoded from silent log-mels) and
-    then a token a step on its own KV cache. Under beam search the rows are reordered between
-    steps: each row's parent is the row of the same clip whose tokens are this row's but its
-    last, and the cache follows it. Built by `Qwen2AudioGraftForConditionalGeneration.generate`
-    from its inputs (`audio_guidance_scale`).
-    """
-
-    def __init__(self, model, guidance_scale: float, input_ids, attention_mask, input_features, input_features_mask,
-                 mm_token_type_ids=None):  # fmt: skip
-        self.model = model
-        self.scale = float(guidance_scale)
-        self.prompt_ids, self.prompt_mask, self.mm_token_type_ids = input_ids, attention_mask, mm_token_type_ids
-        self.silent_features = torch.full_like(input_features, SILENCE_LOG_MEL)
-        self.features_mask = input_features_mask
-        self.cache = self.previous = self.attention_mask = self.clip = None
-
-    def _silent_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.cache is None:
-            rows, clips = input_ids.shape[0], self.prompt_ids.shape[0]
-            if rows % clips or not torch.equal(input_ids, self.prompt_ids.repeat_interleave(rows // clips, 0)):
-                raise ValueError("audio guidance expected generation to start from the prompt it was built with")
-            copies = rows // clips
-            self.clip = torch.arange(rows, device=input_ids.device) // copies
-            self.attention_mask = self.prompt_mask.repeat_interleave(copies, 0)
-            features, features_mask = self.silent_features, self.features_mask
-            if copies > 1:
-                index = self.model._windows_by_row(self.prompt_ids, features_mask, copies)
-                features, features_mask = features[index], features_mask[index]
-            extra = {}
-            if self.mm_token_type_ids is not None:
-                extra["mm_token_type_ids"] = self.mm_token_type_ids.repeat_interleave(copies, 0)
-            positions = (self.attention_mask.long().cumsum(-1) - 1).masked_fill(self.attention_mask == 0, 1)
-            out = self.model(input_ids=input_ids, attention_mask=self.attention_mask, position_ids=positions,
-                             input_features=features, input_features_mask=features_mask, use_cache=True,
-                             logits_to_keep=1, **extra)  # fmt: skip
-        else:
-            # The parent of each row: the row of the same clip holding its tokens but the last.
-            same = (input_ids[:, None, :-1] == self.previous[None, :, :]).all(-1)
-            same &= self.clip[:, None] == self.clip[None, :]
-            if not bool(same.any(-1).all()):
-                raise RuntimeError("audio guidance lost track of a beam: no row holds its tokens but the last")
-            parent = same.int().argmax(-1)
-            self.cache.reorder_cache(parent)
-            ones = torch.ones_like(self.attention_mask[:, :1])
-            self.attention_mask = torch.cat([self.attention_mask[parent], ones], dim=-1)
-            positions = self.attention_mask.long().sum(-1, keepdim=True) - 1
-            out = self.model(input_ids=input_ids[:, -1:], attention_mask=self.attention_mask, position_ids=positions,
-                             use_cache=True, **{_CACHE_KEYWORD: self.cache})  # fmt: skip
-        self.cache = out[_CACHE_KEYWORD]
-        self.previous = input_ids
-        return out.logits[:, -1].float()
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        audio = nn.functional.log_softmax(scores.float(), dim=-1)
-        if self.scale == 1:
-            return audio
-        silent = nn.functional.log_softmax(self._silent_logits(input_ids), dim=-1)
-        guided = silent + self.scale * (audio - silent)
-        # A token an earlier processor ruled out (-inf: a minimum length, suppressed tokens) stays out.
-        return guided.masked_fill(audio == float("-inf"), float("-inf")).to(scores.dtype)
 
 
 Qwen2AudioGraftForConditionalGeneration.register_for_auto_class("AutoModel")

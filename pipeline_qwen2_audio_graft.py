@@ -4,10 +4,12 @@
 through `custom_pipelines` in config.json: the stock ASR pipeline treats any model it does not
 know as CTC. This one decodes files without an ffmpeg binary (libsndfile via soundfile), takes
 arrays, `{"raw"|"array", "sampling_rate"}` dicts and lists of them, batches clips of different
-lengths, and transcribes audio longer than 30 s whole: all its windows go into one prompt.
+lengths, and transcribes long recordings in segments cut at pauses (or whole, in one prompt), with
+timestamps on request.
 """
 
 import io
+import os
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechR
 from .processing_qwen2_audio_graft import SAMPLING_RATE, to_float_mono, resample_to_16k
 
 DEFAULT_INSTRUCTION = "Transcribe this audio."
+DEFAULT_SEGMENT_SECONDS = 20.0
 
 
 def build_prompt(processor, instruction: str = DEFAULT_INSTRUCTION) -> str:
@@ -24,23 +27,114 @@ def build_prompt(processor, instruction: str = DEFAULT_INSTRUCTION) -> str:
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+# Long recordings are transcribed in segments cut at pauses. Speech is found by frame energy alone
+# (numpy, nothing to install): 10 ms frames louder than both an absolute floor and a level relative to
+# the recording's loud frames, widened a little so word edges stay in.
+FRAME_SAMPLES = SAMPLING_RATE // 100
+SILENCE_FLOOR_DBFS = -50.0    # frames quieter than this are silence whatever the recording
+RELATIVE_THRESHOLD_DB = -25.0  # ... and those this far below the 95th-percentile frame energy
+SPEECH_WIDENING_FRAMES = 5     # 50 ms kept on both sides of every speech frame
+QUIET_WINDOW_FRAMES = 10       # where a segment must be cut inside speech: the quietest 100 ms
+
+
+def speech_frames(samples: np.ndarray) -> np.ndarray:
+    """Which 10 ms frames of 16 kHz `samples` hold speech: `(frames,)` booleans."""
+    frames = len(samples) // FRAME_SAMPLES
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
+    energy = np.square(samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES), dtype=np.float64).mean(-1)
+    threshold = max(10 ** (SILENCE_FLOOR_DBFS / 10), np.percentile(energy, 95) * 10 ** (RELATIVE_THRESHOLD_DB / 10))
+    loud = energy > threshold
+    # widen: a frame is speech if any frame within SPEECH_WIDENING_FRAMES of it is loud
+    kernel = np.ones(2 * SPEECH_WIDENING_FRAMES + 1)
+    return np.convolve(loud.astype(np.float64), kernel, mode="same") > 0
+
+
+def _runs(flags: np.ndarray) -> list[list[int]]:
+    """[start, end) frame ranges of the True runs of `flags`."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _cut_long(region: list[int], energy: np.ndarray, longest: int) -> list[list[int]]:
+    """A speech region over `longest` frames cut where it is quietest (100 ms windows) between a third of
+    each `longest` stretch and its end: no pause to cut at, so the least loud place."""
+    pieces, start, end = [], region[0], region[1]
+    while end - start > longest:
+        low, high = start + longest // 3, start + longest - QUIET_WINDOW_FRAMES
+        window = np.convolve(energy[low:high + QUIET_WINDOW_FRAMES], np.ones(QUIET_WINDOW_FRAMES), mode="valid")
+        cut = low + int(np.argmin(window)) + QUIET_WINDOW_FRAMES // 2
+        pieces.append([start, cut])
+        start = cut
+    return pieces + [[start, end]]
+
+
+def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = 20.0, min_pause_seconds: float = 0.3,
+                    min_speech_seconds: float = 0.2) -> list[tuple[int, int]]:
+    """Speech segments of 16 kHz `samples` as `(start, end)` sample offsets, each at most `max_segment_seconds`.
+
+    Speech separated by a pause of `min_pause_seconds` or more is cut there; neighbouring pieces are
+    joined again while the joined span fits `max_segment_seconds`. Speech longer than that with no
+    such pause is cut at its quietest 100 ms. Pieces under `min_speech_seconds` of speech are dropped,
+    so silence, clicks and noise bursts give no segment. A recording without speech gives `[]`."""
+    if not max_segment_seconds > 0 or max_segment_seconds > 30:
+        raise ValueError(f"max_segment_seconds must be above 0 and at most 30 (one Whisper window), got {max_segment_seconds}")
+    speech = speech_frames(samples)
+    frames = len(samples) // FRAME_SAMPLES
+    energy = np.square(samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES), dtype=np.float64).mean(-1)
+    pause, longest = round(min_pause_seconds * 100), round(max_segment_seconds * 100)
+    regions: list[list[int]] = []
+    for run in _runs(speech):
+        if regions and run[0] - regions[-1][1] < pause:
+            regions[-1][1] = run[1]  # a gap shorter than a pause is inside speech
+        else:
+            regions.append(run)
+    pieces = [p for r in regions if r[1] - r[0] >= min_speech_seconds * 100 for p in _cut_long(r, energy, longest)]
+    segments: list[list[int]] = []
+    for piece in pieces:
+        if segments and piece[1] - segments[-1][0] <= longest:
+            segments[-1][1] = piece[1]
+        else:
+            segments.append(piece)
+    return [(start * FRAME_SAMPLES, min(end * FRAME_SAMPLES, len(samples))) for start, end in segments]
+
+
 def _read_audio_file(source) -> tuple[np.ndarray, int]:
     try:
         import soundfile
     except ImportError as error:
         raise ImportError("Reading audio files needs soundfile: pip install soundfile") from error
-    data = io.BytesIO(source) if isinstance(source, bytes) else source
-    samples, sampling_rate = soundfile.read(data, dtype="float32", always_2d=False)
-    return samples, sampling_rate
+    if isinstance(source, bytes):
+        return soundfile.read(io.BytesIO(source), dtype="float32", always_2d=False)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"No audio file at {source}")
+    try:
+        return soundfile.read(source, dtype="float32", always_2d=False)
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise ValueError(f"Could not read {source} as audio: expected a file libsndfile decodes "
+                         f"(WAV, FLAC, OGG/Opus, MP3), got: {error}") from error
 
 
 class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
     """ASR pipeline for the graft: prompt + audio in, generated text out.
 
     Decoding is deterministic: beam search of the width the model's `generation_config.num_beams`
-    sets (1, greedy, where it sets none), no sampling. Call arguments: `prompt` (an instruction
-    replacing "Transcribe this audio.", e.g. a request to translate), `max_new_tokens`, and
-    `generate_kwargs` (a dict for `model.generate`, over those defaults).
+    sets (1, greedy, where it sets none), no sampling. Call arguments:
+
+    - `prompt`: an instruction replacing "Transcribe this audio.", e.g. a request to translate;
+    - `max_new_tokens`, and `generate_kwargs` (a dict for `model.generate`, over those defaults);
+    - `return_timestamps=True`: also return `chunks`, `[{"text", "timestamp": (start, end)}]` in
+      seconds, as transformers' Whisper pipeline does;
+    - `segment_audio`: `"auto"` (default) transcribes a recording longer than `max_segment_seconds`
+      in segments cut at pauses (`split_at_pauses`), batched under `batch_size` with the segments of
+      the other recordings, so any length runs in bounded memory; `True` segments every recording,
+      `False` puts the whole recording in one prompt (up to the model's `max_audio_seconds`), for
+      instructions about the whole of it ("Summarise this."). With another `prompt`, `"auto"`
+      keeps the whole recording; `segment_audio=True` applies the prompt to each segment.
+    - `max_segment_seconds` (default 20, at most 30).
+
+    A recording without speech (silence, or less than 0.2 s of sound) gives empty text and no
+    chunks when transcribing; the model is not asked to make words of it.
     """
 
     _load_processor = True
@@ -52,24 +146,52 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         super().__init__(*args, **kwargs)
         self.type = "seq2seq"  # the parent guessed "ctc" for a class it does not know
 
-    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, generate_kwargs=None, **unexpected):
+    def _sanitize_parameters(self, prompt=None, max_new_tokens=None, generate_kwargs=None, return_timestamps=None,
+                             segment_audio=None, max_segment_seconds=None, **unexpected):  # fmt: skip
         if unexpected:
             raise TypeError(f"Unexpected arguments for the audio graft pipeline: {sorted(unexpected)}")
+        if return_timestamps not in (None, True, False):
+            raise ValueError(f"return_timestamps must be True or False (segment timestamps; word timestamps are "
+                             f"not supported), got {return_timestamps!r}")  # fmt: skip
+        if segment_audio not in (None, "auto", True, False):
+            raise ValueError(f'segment_audio must be "auto", True or False, got {segment_audio!r}')
+        if return_timestamps and segment_audio is False:
+            raise ValueError("return_timestamps=True needs segments: segment_audio=False puts the whole recording in "
+                             "one prompt, which has no timestamps")  # fmt: skip
         forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
         if max_new_tokens is not None:
             forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
-        preprocess_params = {} if prompt is None else {"prompt": prompt}
-        return preprocess_params, forward_params, {}
+        preprocess_params = {"prompt": prompt, "segment_audio": segment_audio, "return_timestamps": return_timestamps,
+                             "max_segment_seconds": max_segment_seconds}  # fmt: skip
+        preprocess_params = {k: v for k, v in preprocess_params.items() if v is not None}
+        postprocess_params = {"return_timestamps": bool(return_timestamps)}
+        return preprocess_params, forward_params, postprocess_params
 
-    def preprocess(self, inputs, prompt=DEFAULT_INSTRUCTION):
+    def preprocess(self, inputs, prompt=DEFAULT_INSTRUCTION, segment_audio="auto", return_timestamps=False,
+                   max_segment_seconds=DEFAULT_SEGMENT_SECONDS):  # fmt: skip
         samples, sampling_rate = self._load(inputs)
         # Resampled here so that a batch of clips from different sources shares one rate.
         samples = resample_to_16k(to_float_mono(samples, 0), sampling_rate)
-        yield {"is_last": True, "audio": samples, "prompt": build_prompt(self.processor, prompt)}
+        transcribing = prompt == DEFAULT_INSTRUCTION
+        segmented = segment_audio is True or return_timestamps or (
+            segment_audio == "auto" and transcribing and len(samples) > max_segment_seconds * SAMPLING_RATE)
+        text_prompt = build_prompt(self.processor, prompt)
+        if not segmented:
+            silent = transcribing and not split_at_pauses(samples, max_segment_seconds)
+            # a recording without speech runs no prompt: the model is not asked to make words of silence
+            yield {"is_last": True, "audio": None if silent else samples, "prompt": text_prompt,
+                   "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2))}
+            return
+        segments = split_at_pauses(samples, max_segment_seconds)
+        if not segments:
+            yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None}
+        for index, (start, end) in enumerate(segments):
+            yield {"is_last": index == len(segments) - 1, "audio": samples[start:end], "prompt": text_prompt,
+                   "timestamp": (round(start / SAMPLING_RATE, 2), round(end / SAMPLING_RATE, 2))}
 
     def _load(self, inputs) -> tuple:
-        if isinstance(inputs, (str, bytes)):
-            return _read_audio_file(inputs)
+        if isinstance(inputs, (str, os.PathLike, bytes)):
+            return _read_audio_file(inputs if isinstance(inputs, bytes) else os.fspath(inputs))
         if isinstance(inputs, dict):
             samples = inputs.get("raw", inputs.get("array"))
             if samples is None or "sampling_rate" not in inputs:
@@ -85,21 +207,33 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         )
 
     def _forward(self, model_inputs, generate_kwargs=None):
-        clips, prompts = model_inputs["audio"], model_inputs["prompt"]
-        is_last = model_inputs["is_last"]
-        if isinstance(prompts, str):  # batch_size=1 gives one item, larger batches give lists
+        clips, prompts, is_last = model_inputs["audio"], model_inputs["prompt"], model_inputs["is_last"]
+        batched = not isinstance(prompts, str)  # batch_size=1 gives one item, larger batches give lists
+        if not batched:
             clips, prompts = [clips], [prompts]
-        inputs = self.processor(text=prompts, audio=clips, sampling_rate=SAMPLING_RATE, return_tensors="pt")
-        inputs = inputs.to(self.model.device)
-        inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
-        kwargs = {"do_sample": False, "num_beams": getattr(self.model.generation_config, "num_beams", None) or 1,
-                  "max_new_tokens": 256}  # fmt: skip
-        kwargs.update(getattr(self, "_generate_kwargs", None) or {})
-        kwargs.update(generate_kwargs or {})
-        sequences = self.model.generate(**inputs, **kwargs)
-        return {"tokens": sequences[:, inputs["input_ids"].shape[1] :], "is_last": is_last}
+        texts = [""] * len(prompts)
+        rows = [i for i, clip in enumerate(clips) if clip is not None]
+        if rows:
+            inputs = self.processor(text=[prompts[i] for i in rows], audio=[clips[i] for i in rows],
+                                    sampling_rate=SAMPLING_RATE, return_tensors="pt").to(self.model.device)  # fmt: skip
+            inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
+            kwargs = {"do_sample": False, "num_beams": getattr(self.model.generation_config, "num_beams", None) or 1,
+                      "max_new_tokens": 256}  # fmt: skip
+            kwargs.update(getattr(self, "_generate_kwargs", None) or {})
+            kwargs.update(generate_kwargs or {})
+            sequences = self.model.generate(**inputs, **kwargs)
+            decoded = self.processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            for row, text in zip(rows, decoded):
+                texts[row] = text.strip()
+        out = {"text": texts, "timestamp": model_inputs["timestamp"], "is_last": is_last}
+        return out if batched else {"text": texts[0], "timestamp": out["timestamp"], "is_last": is_last}
 
-    def postprocess(self, model_outputs):
-        # One item per input (long audio is one prompt, not chunks), kept general all the same.
-        texts = [self.processor.batch_decode(output["tokens"], skip_special_tokens=True)[0] for output in model_outputs]
-        return {"text": " ".join(text.strip() for text in texts)}
+    def postprocess(self, model_outputs, return_timestamps=False):
+        # One output per segment (a short recording is one), in order; a recording without speech gives one
+        # output of empty text and no timestamp.
+        chunks = [{"text": out["text"], "timestamp": tuple(out["timestamp"])}
+                  for out in model_outputs if out["timestamp"] is not None and out["text"]]  # fmt: skip
+        result = {"text": " ".join(chunk["text"] for chunk in chunks)}
+        if return_timestamps:
+            result["chunks"] = chunks
+        return result

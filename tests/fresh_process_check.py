@@ -91,12 +91,15 @@ report["dict_44k_equals_resampled_array"] = (
 )
 long_clip = (0.1 * rng.randn(70 * 16000)).astype(np.float32)
 text, audio_tokens = direct(long_clip, 3)
-report["long_70s"] = {"equals_generate": asr(long_clip, generate_kwargs=exactly(3))["text"] == text,
+report["long_70s"] = {"equals_generate": asr(long_clip, segment_audio=False, generate_kwargs=exactly(3))["text"] == text,
                       "audio_tokens": audio_tokens}  # fmt: skip
-# Audio guidance at 0 decodes as if the audio were silent: its cached silent branch, beams reordering it.
-beams = {**exactly(4), "num_beams": 2}
-report["guidance_0_equals_silence"] = [
-    asr(c, generate_kwargs={**beams, "audio_guidance_scale": 0.0})["text"] == asr(np.zeros_like(c), generate_kwargs=beams)["text"]
-    for c in clips
-]  # fmt: skip
+# A recording of three sounds between pauses: segmented, with timestamps, the same at every batch size.
+sound = [(0.2 * rng.randn(n)).astype(np.float32) for n in (24000, 40000, 16000)]
+pause = np.zeros(12000, dtype=np.float32)
+recording = np.concatenate([pause, sound[0], pause, sound[1], pause, sound[2], pause])
+timed = [asr(recording, return_timestamps=True, batch_size=b, max_segment_seconds=3.0, generate_kwargs=exactly(2))
+         for b in (1, 3)]  # fmt: skip
+report["timestamps"] = {"chunks": [c["timestamp"] for c in timed[0]["chunks"]], "batch_1_equals_3": timed[0] == timed[1],
+                        "texts": [direct(recording[int(a * 16000):int(b * 16000)], 2)[0] for a, b in
+                                  (c["timestamp"] for c in timed[0]["chunks"])] == [c["text"] for c in timed[0]["chunks"]]}
 print("REPORT " + json.dumps(report))

@@ -98,13 +98,16 @@ def test_split_pools_is_deterministic_and_disjoint():
                  ("one two three four five six seven eight nine ten".split() * 3)]
     sentences += [f"Another {a} {b} sentence." for a in "red green blue".split()
                   for b in "cat dog fox owl emu yak".split()]
-    train, devtest = split_pools(sentences, seed=7, devtest_fraction=0.3)
-    again = split_pools(list(reversed(sentences)), seed=7, devtest_fraction=0.3)
-    assert (train, devtest) == again                    # input order does not matter
-    assert len(train) + len(devtest) == 28              # duplicates collapsed
-    assert not {sentence_key(s) for s in train} & {sentence_key(s) for s in devtest}
-    assert devtest and train
-    assert split_pools(sentences, seed=8, devtest_fraction=0.3) != (train, devtest)
+    train, validation, devtest = split_pools(sentences, seed=7, devtest_fraction=0.3, validation_fraction=0.2)
+    again = split_pools(list(reversed(sentences)), seed=7, devtest_fraction=0.3, validation_fraction=0.2)
+    assert (train, validation, devtest) == again        # input order does not matter
+    assert len(train) + len(validation) + len(devtest) == 28   # duplicates collapsed
+    keys = [{sentence_key(s) for s in pool} for pool in (train, validation, devtest)]
+    assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    assert devtest and validation and train
+    assert split_pools(sentences, seed=8, devtest_fraction=0.3, validation_fraction=0.2) != (train, validation, devtest)
+    # a validation pool takes sentences from train only: devtest stays as it was without one
+    assert split_pools(sentences, seed=7, devtest_fraction=0.3, validation_fraction=0.0)[2] == devtest
 
 
 def test_parse_sphinx_transcription(tmp_path):
@@ -233,12 +236,12 @@ def test_check_disjoint_rejects_a_digit_string_read_in_devtest(tmp_path):
     write_manifest(tmp_path / "digits.jsonl", [dict(rec, text="Two nine three four zero.")])
     write_manifest(tmp_path / "devtest.jsonl", [dict(rec, voice="tidigits", source="real",
                                                      text="two nine three four zero")])
-    with pytest.raises(ValueError, match="^sentence crosses from devtest to train: expected no shared sentences, "
+    with pytest.raises(ValueError, match="^sentence crosses from devtest to digits: expected no shared sentences, "
                                          "got 1, e.g. 'Two nine three four zero.'$"):
         check_disjoint(tmp_path / "digits.jsonl", tmp_path / "devtest.jsonl")
 
 
-def test_build_jobs_plans_digit_strings_apart_from_every_devtest_transcript(monkeypatch):
+def test_build_jobs_plans_digit_strings_apart_from_every_held_out_transcript(monkeypatch, tmp_path):
     from mini import make_corpus
 
     sentences = [f"The {a} {b} sat on the mat." for a in "red green blue grey pink".split()
@@ -246,16 +249,118 @@ def test_build_jobs_plans_digit_strings_apart_from_every_devtest_transcript(monk
     monkeypatch.setattr(make_corpus, "load_sentences", lambda: sentences)
     tidigits = ClipJob("devtest", 0, "tidigits", "two nine three four zero", source="real", src_path="x.raw")
     monkeypatch.setattr(make_corpus, "plan_real", lambda: [tidigits])
+    prompts = [(tmp_path / f"{i}.g722", text) for i, text in enumerate(
+        ["Thank you.", "Please hold.", "Goodbye.", "Two nine three four zero.", "Press one.", "Agent login."])]
+    monkeypatch.setattr(make_corpus, "load_prompts", lambda: prompts)
     args = make_corpus.parse_args(["--train_size", "6", "--digit_strings", "40", "--devtest_per_voice", "2",
-                                   "--devtest_digit_strings", "3", "--devtest_fraction", "0.3"])
+                                   "--validation_per_voice", "2", "--allison_copies", "2",
+                                   "--devtest_digit_strings", "3", "--devtest_fraction", "0.3",
+                                   "--validation_fraction", "0.3"])
     jobs, info = make_corpus.build_jobs(args)
-    by_split = {split: [j for j in jobs if j.split == split] for split in ("train", "digits", "devtest", "devtest-digits")}
-    assert {k: len(v) for k, v in by_split.items()} == {"train": 6, "digits": 40, "devtest": 5, "devtest-digits": 6}
+    splits = ("train", "digits", "validation", "devtest", "devtest-digits")
+    by_split = {split: [j for j in jobs if j.split == split] for split in splits}
+    allison = {split: [j for j in v if j.voice == "allison"] for split, v in by_split.items()}
+    # the prompt that says what the tidigits clip says stays out of training
+    assert "Two nine three four zero." not in {j.text for j in allison["train"]}
+    assert len(allison["train"]) == 2 * len({j.text for j in allison["train"]})
+    assert {k: len(v) - len(allison[k]) for k, v in by_split.items()} == {
+        "train": 6, "digits": 40, "validation": 4, "devtest": 5, "devtest-digits": 6}  # fmt: skip
     assert info["digit_strings"] == 40
+    assert {j.voice for j in by_split["validation"]} - {"allison"} == {"rhvoice-bdl", "pico-en-GB"}
     assert {j.voice for j in by_split["devtest-digits"]} == {"flite-slt", "festival-cmu_us_slt_arctic_hts"}
     keys = {split: {sentence_key(j.text) for j in v} for split, v in by_split.items()}
-    assert not keys["digits"] & (keys["devtest"] | keys["devtest-digits"])
+    held_out = keys["validation"] | keys["devtest"] | keys["devtest-digits"]
+    assert not (keys["digits"] | keys["train"]) & held_out
+    assert not keys["validation"] & keys["devtest"]
     assert not {j.voice for j in by_split["digits"]} & {j.voice for j in by_split["devtest-digits"]}
     args = make_corpus.parse_args(["--train_size", "0", "--digit_strings", "0", "--devtest_per_voice", "2",
+                                   "--validation_per_voice", "0", "--allison_copies", "0",
                                    "--devtest_fraction", "0.3"])
     assert [j.split for j in make_corpus.build_jobs(args)[0]] == ["devtest"] * 5
+
+
+def test_check_disjoint_lets_only_the_real_speaker_cross_into_validation(tmp_path):
+    train = _write(tmp_path / "train.jsonl", [_rec("flite-kal", "One two three."),
+                                              _rec("allison", "Thank you.", "real")])
+    validation = _write(tmp_path / "validation.jsonl", [_rec("allison", "Please hold.", "real"),
+                                                        _rec("rhvoice-bdl", "Four five six.")])
+    check_disjoint(train, validation, shared_voices=("allison",))
+    with pytest.raises(ValueError, match=r"^voice crosses from validation to train: expected no shared voices, "
+                                         r"got \['allison'\]$"):
+        check_disjoint(train, validation)
+    _write(tmp_path / "validation.jsonl", [_rec("allison", "thank you", "real")])
+    with pytest.raises(ValueError, match="^sentence crosses from validation to train"):
+        check_disjoint(train, validation, shared_voices=("allison",))
+
+
+@pytest.mark.parametrize("text, cleaned", [
+    ("Please press 1 to accept, or 2 to reject it", "Please press one to accept, or two to reject it"),
+    ("press * to toggle pause, press # to exit", "Press star to toggle pause, press pound to exit"),
+    ("at [@]", "At"), ("[ascending tones]", None), ("b", "B"), ("Line 115 is busy.", "Line one hundred fifteen is busy."),
+    ("At the sound of the tone, the time will be exactly...", "At the sound of the tone, the time will be exactly."),
+    ("Call 2024 now", None), ("50% off", None),
+])  # fmt: skip
+def test_asterisk_prompts_are_written_as_spoken(text, cleaned):
+    from mini.corpus.allison import clean_prompt
+
+    assert clean_prompt(text) == cleaned
+
+
+def test_asterisk_prompts_split_by_transcript_and_parse_their_file(tmp_path):
+    import gzip
+
+    from mini.corpus.allison import load_prompts, number_words, split_prompts
+
+    assert [number_words(n) for n in (0, 13, 40, 99, 100, 305)] == [
+        "zero", "thirteen", "forty", "ninety nine", "one hundred", "three hundred five"]
+    for name in ("hello", "beep", "digits/7"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / f"{name}.g722").write_bytes(b"x")
+    transcripts = tmp_path / "t.txt.gz"
+    with gzip.open(transcripts, "wt") as handle:
+        handle.write("; Core sounds\n\nhello: Hello.\nbeep: [a beep]\ndigits/7: seven\nmissing: Not here.\n")
+    prompts = load_prompts(tmp_path, transcripts)
+    assert [(p.relative_to(tmp_path).as_posix(), t) for p, t in prompts] == [("digits/7.g722", "Seven"),
+                                                                             ("hello.g722", "Hello.")]
+    many = [(tmp_path / f"{i}.g722", f"Prompt {number_words(i)}.") for i in range(200)]
+    many += [(tmp_path / "again.g722", "Prompt seven.")]  # the same words twice: both on one side
+    train, validation = split_prompts(many, seed=0)
+    assert 10 < len(validation) < 50 and len(train) + len(validation) == 201
+    assert not {t for _, t in train} & {t for _, t in validation}
+    with pytest.raises(FileNotFoundError, match="apt-get install asterisk-core-sounds-en"):
+        load_prompts(tmp_path / "nowhere", transcripts)
+
+
+def test_plan_allison_keeps_the_first_copy_as_recorded(tmp_path):
+    from mini.corpus.jobs import plan_allison
+
+    prompts = [(tmp_path / "a.g722", "Hello."), (tmp_path / "b.g722", "Goodbye.")]
+    jobs = plan_allison(prompts, "train", seed=0, copies=3)
+    assert [(j.text, j.source, j.voice) for j in jobs[:2]] == [("Hello.", "real", "allison"), ("Goodbye.", "real", "allison")]
+    assert all(j.tempo == 1.0 and j.noise == "none" and j.pitch_cents == 0 for j in jobs[:2])
+    assert len({j.relpath for j in jobs}) == 6 and all(j.prosody == 0 for j in jobs)
+    assert any(j.tempo != 1.0 for j in jobs[2:])
+    assert [j.codec for j in plan_allison(prompts, "validation", seed=0, codec="opus")] == ["wav", "wav"]
+
+
+def test_prosody_presets_map_to_each_engines_own_settings():
+    from mini.corpus.voices import _pico_markup, _prosody_flags
+
+    assert all(_prosody_flags(engine, 1.0, 1.0) == [] for engine in ("flite", "espeak", "rhvoice", "piper", "festival"))
+    assert _prosody_flags("rhvoice", 0.85, 1.12) == ["-r", "85", "-t", "112"]
+    assert _prosody_flags("espeak", 1.18, 1.0) == ["-s", "206"]
+    assert _prosody_flags("piper", 0.85, 1.0) == ["--length-scale", "1.176"]
+    assert _prosody_flags("flite", 0.85, 1.0) == ["--setf", "duration_stretch=1.176"]
+    assert _pico_markup("Hi.", 1.18, 0.88) == "<pitch level='88'><speed level='118'>Hi.</speed></pitch>"
+    assert _pico_markup("Hi.", 1.0, 1.0) == "Hi."
+
+
+def test_every_corpus_voice_speaks_and_no_two_sound_alike():
+    """Each engine (flite, festival, espeak-ng, RHVoice, pico, piper) is installed (make test installs them) and
+    each voice of every split gives audio of its own: a missing voice falls back silently otherwise."""
+    from mini.corpus.voices import ALL_TTS_VOICES, TRAIN_BASE_VOICES, probe_voices
+
+    labels = [voices[0].label for voices in TRAIN_BASE_VOICES.values()]
+    labels += [label for label in ALL_TTS_VOICES if not label.startswith(("espeak-", *TRAIN_BASE_VOICES))]
+    probe_voices(labels)
+    assert {ALL_TTS_VOICES[label].engine for label in labels} == {"flite", "festival", "espeak", "rhvoice", "pico", "piper"}

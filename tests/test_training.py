@@ -178,13 +178,62 @@ def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypa
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert straight.state.global_step == 4
-    segments = json.loads((tmp_path / "resumed" / "segments.json").read_text())
-    assert [(s["steps"], s["samples_seen"], s["command"] is None) for s in segments] == [
-        ("0-2", 4, True), ("2-4", 4, False)]  # fmt: skip
-    assert segments[0]["cut_off"] and segments[0]["train_seconds"] is None
-    assert "--resume true" in segments[1]["command"] and segments[1]["train_seconds"] >= 0
-    assert set(segments[1]["hardware"]) >= {"cpu", "cores", "cpu_bf16", "torch", "transformers"}
-    assert [s["steps"] for s in json.loads((tmp_path / "straight" / "segments.json").read_text())] == ["0-4"]
+
+
+class _RecordWeights(TrainerCallback):
+    """The trainable weights at the start and after every optimizer step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def _record(self, model):
+        self.seen.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._record(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._record(model)
+
+
+def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkeypatch):
+    folder, manifests = setup
+    recorder, make_trainer = _RecordWeights(), train.stages.make_trainer
+
+    def recorded(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        trainer.add_callback(recorder)
+        return trainer
+
+    monkeypatch.setattr(train.stages, "make_trainer", recorded)
+    ema_args = ["--ema_decay", "0.5", "--resume", "true"]
+    stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ema_args))
+    expected = {k: v.float() for k, v in recorder.seen[0].items()}
+    for step, weights in enumerate(recorder.seen[1:], start=1):
+        decay = min(0.5, (1 + step) / (10 + step))
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k].float() for k in expected}
+    saved = load_file(str(tmp_path / "straight" / "ema" / "model.safetensors"))
+    assert set(saved) == set(expected) and len(recorder.seen) == 5
+    for key in expected:
+        torch.testing.assert_close(saved[key], expected[key])
+        assert not torch.equal(saved[key], recorder.seen[-1][key])  # an average, not the end
+    assert (tmp_path / "straight" / "checkpoint-4" / "ema.safetensors").exists()
+
+    def interrupted(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        trainer.add_callback(_Interrupt())
+        return trainer
+
+    monkeypatch.setattr(train.stages, "make_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ema_args))
+    monkeypatch.setattr(train.stages, "make_trainer", make_trainer)
+    stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ema_args))
+    resumed = load_file(str(tmp_path / "resumed" / "ema" / "model.safetensors"))
+    for key in expected:
+        torch.testing.assert_close(resumed[key], saved[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^ema_decay must be between 0 and 1 \(0 turns the average off\), got 1\.0$"):
+        stage1_align.main(_common(folder, manifests, tmp_path / "bad", 1, ["--ema_decay", "1"]))
 
 
 @pytest.fixture(scope="module")
@@ -326,25 +375,3 @@ def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])
     assert seen == [3, 2]
     assert [json.loads((tmp_path / name / "results.json").read_text())["num_beams"] for name in ("model", "told")] == [3, 2]
-
-
-def test_evaluate_decodes_with_the_models_audio_guidance_unless_told(setup, tmp_path, monkeypatch):
-    from train import evaluate
-
-    folder, manifests = setup
-    graft = _graft_decoding(folder / "graft", tmp_path / "graft", audio_guidance_scale=1.5)
-    seen = _spy_on_transcribe(evaluate, monkeypatch, "audio_guidance_scale")
-    common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
-    evaluate.main([*common, "--output", str(tmp_path / "model")])
-    evaluate.main([*common, "--output", str(tmp_path / "told"), "--audio_guidance_scale", "1"])
-    evaluate.main(["--model", str(folder / "graft"), *common[2:], "--output", str(tmp_path / "none")])
-    assert seen == [1.5, 1.0, 1.0]
-    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("model", "told", "none")]
-    assert [r["audio_guidance_scale"] for r in results] == [1.5, 1.0, 1.0]
-    told, none = ((tmp_path / name / "predictions.jsonl").read_text() for name in ("told", "none"))
-    assert told == none
-    # 0 is a setting (the silent audio's decoding), not "unset".
-    _graft_decoding(folder / "graft", tmp_path / "graft-zero", audio_guidance_scale=0)
-    evaluate.main(["--model", str(tmp_path / "graft-zero"), *common[2:], "--output", str(tmp_path / "zero")])
-    assert seen[-1] == 0.0
-    assert json.loads((tmp_path / "zero" / "results.json").read_text())["audio_guidance_scale"] == 0.0

@@ -32,21 +32,18 @@ from train.metrics import clip_records, compute_metrics, write_jsonl
 
 @torch.no_grad()
 def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_size=8, max_new_tokens=128,
-               progress=False, autocast=None, num_beams=1, audio_guidance_scale=None) -> list[str]:  # fmt: skip
+               progress=False, autocast=None, num_beams=1) -> list[str]:  # fmt: skip
     """Transcripts of `clips` (16 kHz float arrays), `batch_size` at a time, greedy unless
-    `num_beams` > 1 (beam search), with the model's audio guidance unless `audio_guidance_scale`
-    is given (1 turns it off); `autocast` (a context-manager factory, e.g.
+    `num_beams` > 1 (beam search); `autocast` (a context-manager factory, e.g.
     `accelerator.autocast`) wraps generation only: the processor's torch log-mels must stay float32."""
     prompt = build_prompt(processor, instruction)
-    guidance = {} if audio_guidance_scale is None else {"audio_guidance_scale": audio_guidance_scale}
     texts = []
     for start in tqdm(range(0, len(clips), batch_size), desc="transcribing", disable=not progress):
         batch = clips[start : start + batch_size]
         inputs = processor(text=[prompt] * len(batch), audio=batch, sampling_rate=SAMPLING_RATE).to(model.device)
         inputs["input_features"] = inputs["input_features"].to(model.dtype)
         with autocast() if autocast is not None else contextlib.nullcontext():
-            out = model.generate(**inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                 **guidance)  # fmt: skip
+            out = model.generate(**inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens)
         texts += processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in texts]
 
@@ -55,13 +52,6 @@ def decoding_beams(model) -> int:
     """The beam width the model's pipeline decodes with: its generation config's `num_beams` (1 where unset).
     A base folder with an adapter has the base's generation config (greedy for `train.build`'s grafts)."""
     return getattr(model.generation_config, "num_beams", None) or 1
-
-
-def guidance_scale(model) -> float:
-    """The audio guidance the model's pipeline decodes with: its generation config's
-    `audio_guidance_scale` (1, none, where unset; a base folder with an adapter has none)."""
-    scale = getattr(model.generation_config, "audio_guidance_scale", None)
-    return 1.0 if scale is None else float(scale)
 
 
 def batches(dataset, batch_size: int):
@@ -108,9 +98,6 @@ def main(argv=None):
     parser.add_argument("--num_beams", type=int,
                         help="beam search width, 1 greedy (default: the model's generation_config.num_beams, "
                              "the decoding its pipeline uses)")  # fmt: skip
-    parser.add_argument("--audio_guidance_scale", type=float,
-                        help="audio guidance, 1 none (default: the model's generation_config.audio_guidance_scale, "
-                             "the decoding its pipeline uses)")  # fmt: skip
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = parser.parse_args(argv)
@@ -119,7 +106,6 @@ def main(argv=None):
     model, processor = load_graft(args.model, args.projector, args.adapter, dtype=getattr(torch, args.dtype))
     model.to(accelerator.device)
     num_beams = args.num_beams or decoding_beams(model)
-    guidance = args.audio_guidance_scale if args.audio_guidance_scale is not None else guidance_scale(model)
     rows = load_rows(args.data, args.split, args.audio_column, args.text_column, streaming=args.streaming,
                      config=args.dataset_config)  # fmt: skip
     if args.streaming:
@@ -129,17 +115,16 @@ def main(argv=None):
         dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.max_samples)
     metrics, records = evaluate_dataset(model, processor, dataset, accelerator, instruction=args.instruction,
                                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                        num_beams=num_beams, audio_guidance_scale=guidance, progress=True)  # fmt: skip
+                                        num_beams=num_beams, progress=True)  # fmt: skip
     if accelerator.is_main_process:
         args.output.mkdir(parents=True, exist_ok=True)
         write_jsonl(args.output / "predictions.jsonl", records)
         results = {**metrics, "dataset_name": args.dataset_name or args.data, "dataset_type": args.dataset_type or args.data,
-                   "split": args.split, "num_beams": num_beams,
-                   "audio_guidance_scale": guidance, "skipped": dict(dataset.skips),
+                   "split": args.split, "num_beams": num_beams, "skipped": dict(dataset.skips),
                    "processes": accelerator.num_processes}  # fmt: skip
         (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"WER {metrics['wer']:.2%}  CER {metrics['cer']:.2%}  exact {metrics['exact_match']:.2%}  "
-              f"clips {metrics['num_clips']}  {num_beams} beam(s), audio guidance {guidance:g}  ({dataset.skips.report()})")  # fmt: skip
+              f"clips {metrics['num_clips']}  {num_beams} beam(s)  ({dataset.skips.report()})")  # fmt: skip
     return metrics
 
 

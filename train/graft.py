@@ -23,8 +23,6 @@ from qwen2_audio_graft.configuration_qwen2_audio_graft import (  # noqa: E402
     num_audio_tokens,
 )
 from qwen2_audio_graft.modeling_qwen2_audio_graft import (  # noqa: E402
-    SILENCE_LOG_MEL,
-    AudioGuidanceLogitsProcessor,
     Qwen2AudioGraftForConditionalGeneration,
     Qwen2AudioGraftModel,
     Qwen2AudioGraftProjector,
@@ -34,6 +32,7 @@ from qwen2_audio_graft.pipeline_qwen2_audio_graft import (  # noqa: E402
     DEFAULT_INSTRUCTION,
     Qwen2AudioGraftASRPipeline,
     build_prompt,
+    split_at_pauses,
 )
 from qwen2_audio_graft.processing_qwen2_audio_graft import (  # noqa: E402
     Qwen2AudioGraftProcessor,
@@ -42,8 +41,6 @@ from qwen2_audio_graft.processing_qwen2_audio_graft import (  # noqa: E402
 )
 
 __all__ = [
-    "SILENCE_LOG_MEL",
-    "AudioGuidanceLogitsProcessor",
     "DEFAULT_INSTRUCTION",
     "REPO_ROOT",
     "SAMPLING_RATE",
@@ -55,6 +52,7 @@ __all__ = [
     "Qwen2AudioGraftProcessor",
     "Qwen2AudioGraftProjector",
     "build_prompt",
+    "split_at_pauses",
     "encode_real_frames",
     "num_audio_tokens",
     "resample_to_16k",

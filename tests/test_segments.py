@@ -1,0 +1,171 @@
+"""Long recordings: the segmenter (`split_at_pauses`) and the pipeline's segmented path, timestamps and errors."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile
+from transformers import pipeline
+
+from tests.conftest import non_text_tokens
+from train.graft import build_prompt, split_at_pauses
+
+RATE = 16000
+
+
+def sounds_and_pauses(pieces):
+    """A recording of noise bursts and silences: `pieces` is a list of (seconds, is_sound); returns the
+    samples and the (start, end) seconds of each sound."""
+    rng = np.random.RandomState(0)
+    audio, spans, at = [], [], 0.0
+    for seconds, is_sound in pieces:
+        n = int(round(seconds * RATE))
+        audio.append((0.2 * rng.randn(n)).astype(np.float32) if is_sound else np.zeros(n, dtype=np.float32))
+        if is_sound:
+            spans.append((at, at + seconds))
+        at += seconds
+    return np.concatenate(audio), spans
+
+
+def seconds(segments):
+    return [(a / RATE, b / RATE) for a, b in segments]
+
+
+def test_segments_fall_on_the_silences():
+    audio, spans = sounds_and_pauses([(0.5, False), (2.0, True), (0.6, False), (3.0, True), (1.0, False),
+                                      (1.5, True), (0.5, False), (2.5, True), (0.5, False)])  # fmt: skip
+    found = seconds(split_at_pauses(audio, max_segment_seconds=3.5))
+    assert len(found) == len(spans)
+    for (a, b), (start, end) in zip(found, spans):
+        assert abs(a - start) <= 0.1 and abs(b - end) <= 0.1
+    assert all(b - a <= 3.5 for a, b in found) and [a for a, _ in found] == sorted(a for a, _ in found)
+    # with room for two sounds, neighbours are joined across their pause
+    joined = seconds(split_at_pauses(audio, max_segment_seconds=6.0))
+    assert [(round(a, 2), round(b, 2)) for a, b in joined] == [(0.45, 6.15), (7.05, 11.65)]
+
+
+def test_speech_without_a_pause_is_cut_where_it_is_quietest():
+    t = np.arange(12 * RATE) / RATE
+    envelope = 0.3 + 0.25 * np.cos(2 * np.pi * t / 4.0)  # quietest at 2, 6 and 10 s, never silent
+    audio = (envelope * np.random.RandomState(1).randn(t.size)).astype(np.float32)
+    found = seconds(split_at_pauses(audio, max_segment_seconds=5.0))
+    assert all(b - a <= 5.0 for a, b in found) and found[0][0] == 0.0 and found[-1][1] == 12.0
+    assert len(found) == 4 and all(abs(b - cut) <= 0.1 for (_, b), cut in zip(found, (2, 6, 10)))
+
+
+def test_silence_clicks_and_empty_audio_give_no_segment():
+    assert split_at_pauses(np.zeros(3 * RATE, dtype=np.float32)) == []
+    assert split_at_pauses(np.zeros(0, dtype=np.float32)) == []
+    click, _ = sounds_and_pauses([(1.0, False), (0.05, True), (1.0, False)])
+    assert split_at_pauses(click) == []
+    with pytest.raises(ValueError) as info:
+        split_at_pauses(click, max_segment_seconds=31)
+    assert str(info.value) == "max_segment_seconds must be above 0 and at most 30 (one Whisper window), got 31"
+
+
+def test_spoken_sentences_are_found_between_their_pauses(tmp_path):
+    """espeak-ng (installed by make test) reads three sentences; they are joined with known pauses."""
+    assert shutil.which("espeak-ng"), "espeak-ng is installed by make test (apt-get install espeak-ng)"
+    pieces, starts, at = [], [], 0.0
+    for text, gap in (("The cat sat on the mat.", 0.7), ("Then it went to sleep by the fire.", 1.0),
+                      ("Nobody woke it up.", 0.5)):  # fmt: skip
+        wav = tmp_path / f"{len(pieces)}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+        speech, rate = soundfile.read(wav, dtype="float32")
+        speech = np.interp(np.arange(0, len(speech), rate / RATE), np.arange(len(speech)), speech).astype(np.float32)
+        loud = np.flatnonzero(np.abs(speech) > 0.01)
+        speech = speech[loud[0]:loud[-1] + 1]  # the sentence from its first to its last sound
+        pieces += [np.zeros(int(gap * RATE), dtype=np.float32), speech]
+        starts.append(at + gap)
+        at += gap + len(speech) / RATE
+    found = seconds(split_at_pauses(np.concatenate(pieces), max_segment_seconds=3.0))
+    assert len(found) == 3
+    assert all(abs(a - start) <= 0.1 for (a, _), start in zip(found, starts))
+
+
+@pytest.fixture(scope="module")
+def asr(tiny_dir):
+    return pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
+
+
+def words(asr, n=2):
+    return {"max_new_tokens": n, "min_new_tokens": n, "suppress_tokens": non_text_tokens(asr.model, asr.processor)}
+
+
+def test_timestamps_in_whispers_shape_and_the_same_at_every_batch_size(asr):
+    audio, spans = sounds_and_pauses([(0.3, False), (1.0, True), (0.5, False), (2.0, True), (0.5, False), (1.2, True)])
+    other, _ = sounds_and_pauses([(0.4, False), (1.5, True), (0.6, False), (1.0, True)])
+    results = {b: asr([audio, other], batch_size=b, return_timestamps=True, max_segment_seconds=2.5,
+                      generate_kwargs=words(asr)) for b in (1, 2, 8)}  # fmt: skip
+    assert results[1] == results[2] == results[8]
+    first = results[1][0]
+    assert set(first) == {"text", "chunks"} and len(first["chunks"]) == 3
+    assert first["text"] == " ".join(c["text"] for c in first["chunks"]) != ""
+    for chunk, (start, end) in zip(first["chunks"], spans):
+        assert set(chunk) == {"text", "timestamp"} and isinstance(chunk["timestamp"], tuple)
+        assert abs(chunk["timestamp"][0] - start) <= 0.1 and abs(chunk["timestamp"][1] - end) <= 0.1
+    plain = asr(audio, max_segment_seconds=2.5, segment_audio=True, generate_kwargs=words(asr))
+    assert plain == {"text": first["text"]}
+
+
+def test_a_ten_minute_recording_runs_in_segments(asr):
+    block, _ = sounds_and_pauses([(9.0, True), (1.0, False)])
+    recording = np.tile(block, 60)  # 600 s
+    out = asr(recording, return_timestamps=True, batch_size=8, generate_kwargs=words(asr, 1))
+    assert len(out["chunks"]) == 30  # two 9 s sounds fit 20 s segments
+    assert out["chunks"][-1]["timestamp"][1] == pytest.approx(599.05, abs=0.06)
+
+
+def test_whole_recording_prompt_and_other_instructions(asr):
+    audio, _ = sounds_and_pauses([(0.5, False), (12.0, True), (1.0, False), (12.0, True)])  # 25.5 s
+    whole = asr(audio, segment_audio=False, generate_kwargs=words(asr))
+    inputs = asr.processor(text=build_prompt(asr.processor), audio=audio, sampling_rate=RATE)
+    out = asr.model.generate(**inputs, do_sample=False, **words(asr))
+    assert whole["text"] == asr.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    # over max_segment_seconds, transcription goes in segments by default; another instruction gets the whole
+    assert asr(audio, generate_kwargs=words(asr)) == asr(audio, segment_audio=True, generate_kwargs=words(asr))
+    summary = asr(audio, prompt="Summarise this.", generate_kwargs=words(asr))
+    assert summary == asr(audio, prompt="Summarise this.", segment_audio=False, generate_kwargs=words(asr))
+    on_segments = asr(audio, prompt="Summarise this.", return_timestamps=True, generate_kwargs=words(asr))
+    assert len(on_segments["chunks"]) == 2
+    # max_audio_seconds bounds the whole-recording prompt only
+    long = np.tile(audio, 5)  # 127.5 s
+    with pytest.raises(ValueError) as info:
+        asr(long, segment_audio=False)
+    assert str(info.value) == "audio clip 0 is 127.5 s long; the longest accepted is 120 s (max_audio_seconds)"
+    assert len(asr(long, return_timestamps=True, generate_kwargs=words(asr, 1))["chunks"]) == 10
+
+
+def test_no_speech_gives_empty_text_and_no_chunks(asr, monkeypatch):
+    calls = []
+    monkeypatch.setattr(asr.model, "generate", lambda **kwargs: calls.append(kwargs))
+    click, _ = sounds_and_pauses([(1.0, False), (0.05, True), (1.0, False)])
+    for audio in (np.zeros(3 * RATE, dtype=np.float32), click, np.zeros(40 * RATE, dtype=np.float32)):
+        assert asr(audio) == {"text": ""}
+        assert asr(audio, return_timestamps=True) == {"text": "", "chunks": []}
+    assert asr([click, np.zeros(RATE, dtype=np.float32)], batch_size=2) == [{"text": ""}, {"text": ""}]
+    assert calls == []  # the model was never asked to make words of silence
+
+
+def test_bad_long_form_arguments_and_files(asr, tmp_path):
+    clip = np.zeros(RATE, dtype=np.float32)
+    cases = [
+        ({"return_timestamps": "word"}, "return_timestamps must be True or False (segment timestamps; word timestamps "
+                                        "are not supported), got 'word'"),
+        ({"segment_audio": "yes"}, 'segment_audio must be "auto", True or False, got \'yes\''),
+        ({"return_timestamps": True, "segment_audio": False}, "return_timestamps=True needs segments: segment_audio=False "
+                                                              "puts the whole recording in one prompt, which has no timestamps"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as info:
+            asr(clip, **kwargs)
+        assert str(info.value) == message
+    with pytest.raises(FileNotFoundError) as info:
+        asr(str(tmp_path / "missing.wav"))
+    assert str(info.value) == f"No audio file at {tmp_path / 'missing.wav'}"
+    (tmp_path / "notes.wav").write_text("not audio")
+    with pytest.raises(ValueError) as info:
+        asr(str(tmp_path / "notes.wav"))
+    assert str(info.value).startswith(f"Could not read {tmp_path / 'notes.wav'} as audio: expected a file libsndfile "
+                                      "decodes (WAV, FLAC, OGG/Opus, MP3), got: ")  # fmt: skip
