@@ -22,9 +22,10 @@ $(PY):
 # The lock files pin every package (the CPU build of torch included) to the versions CI passed on.
 install: $(PY) requirements.lock
 	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock | $(PY)
+$(VENV)/.installed: requirements.lock pyproject.toml | $(PY)
 	$(MAKE) install
 
 $(COMPAT_VENV)/.installed: requirements-compat.lock

@@ -8,7 +8,6 @@ paths must call the installed transformers the way it expects.
     python -I fresh_process_check.py FOLDER INPUTS.npz CLIP.wav REPO_ROOT
 """
 
-import importlib.util
 import json
 import sys
 import warnings
@@ -33,9 +32,7 @@ from transformers import (  # noqa: E402
 
 folder, inputs_path, wav_path, repo_root = sys.argv[1:5]
 repo = Path(repo_root).resolve()
-# The project's own modules must not be importable: only the saved folder's copies may run.
-project_modules = ("train", "mini", "modeling_qwen2_audio_graft", "qwen2_audio_graft")
-report = {"sys_path_has_repo": str(repo) in sys.path or any(importlib.util.find_spec(m) for m in project_modules)}
+report = {"sys_path_has_repo": str(repo) in sys.path}
 config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 report["classes"] = {"config": type(config).__name__, "processor": type(processor).__name__}
@@ -102,4 +99,7 @@ timed = [asr(recording, return_timestamps=True, batch_size=b, max_segment_second
 report["timestamps"] = {"chunks": [c["timestamp"] for c in timed[0]["chunks"]], "batch_1_equals_3": timed[0] == timed[1],
                         "texts": [direct(recording[int(a * 16000):int(b * 16000)], 2)[0] for a, b in
                                   (c["timestamp"] for c in timed[0]["chunks"])] == [c["text"] for c in timed[0]["chunks"]]}
+# Only the saved folder's copies of the code ran: no module was loaded from the repository itself.
+report["modules_from_repo"] = sorted(name for name, module in list(sys.modules.items())
+                                     if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(repo))
 print("REPORT " + json.dumps(report))

@@ -65,7 +65,7 @@ def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.split("REPORT ", 1)[1])
-    assert report["sys_path_has_repo"] is False
+    assert report["sys_path_has_repo"] is False and report["modules_from_repo"] == []
     target = "Qwen2AudioGraftForConditionalGeneration"
     assert report["classes"] == {
         "config": "Qwen2AudioGraftConfig", "processor": "Qwen2AudioGraftProcessor", "AutoModel": target,

@@ -1,44 +1,38 @@
-"""The package's own classes, imported from the repository root.
+"""The package's own classes, re-exported for training and the tests.
 
-The remote-code files at the root import each other relatively (`from .configuration_x import
-Y`), as a Hub repo folder requires, so they only import as members of a package. This registers
-the root as the package `qwen2_audio_graft` and re-exports what training and tests use.
+The remote-code files stay at the repository root, where a Hub model folder keeps them, and import
+each other relatively (`from .configuration_x import Y`), as the Hub requires. Installed (`pip
+install -e .`, which `make install` runs), they are the package `qwen2_audio_graft`: pyproject.toml
+maps that package to the root.
 """
 
-import sys
-import types
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-if "qwen2_audio_graft" not in sys.modules:
-    _package = types.ModuleType("qwen2_audio_graft")
-    _package.__path__ = [str(REPO_ROOT)]
-    sys.modules["qwen2_audio_graft"] = _package
-
-from qwen2_audio_graft.configuration_qwen2_audio_graft import (  # noqa: E402
+from qwen2_audio_graft.configuration_qwen2_audio_graft import (
     SAMPLING_RATE,
     WINDOW_SAMPLES,
     Qwen2AudioGraftConfig,
     num_audio_tokens,
 )
-from qwen2_audio_graft.modeling_qwen2_audio_graft import (  # noqa: E402
+from qwen2_audio_graft.modeling_qwen2_audio_graft import (
     Qwen2AudioGraftForConditionalGeneration,
     Qwen2AudioGraftModel,
     Qwen2AudioGraftProjector,
     encode_real_frames,
 )
-from qwen2_audio_graft.pipeline_qwen2_audio_graft import (  # noqa: E402
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import (
     DEFAULT_INSTRUCTION,
     Qwen2AudioGraftASRPipeline,
     build_prompt,
     split_at_pauses,
 )
-from qwen2_audio_graft.processing_qwen2_audio_graft import (  # noqa: E402
+from qwen2_audio_graft.processing_qwen2_audio_graft import (
     Qwen2AudioGraftProcessor,
     resample_to_16k,
     to_float_mono,
 )
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
