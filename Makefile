@@ -88,6 +88,7 @@ demo: $(VENV)/.installed demo-deps
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --validation_per_voice 0 \
 		--allison_copies 0 --no_progress
+	$(PY) -m mini.longform make --out build/longform --splits devtest
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 
@@ -108,6 +109,7 @@ demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.demo keep --run build/mini-train/stage2
 	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --validation_per_voice 0 \
 		--allison_copies 0 --no_progress
+	$(PY) -m mini.longform make --out build/longform --splits devtest
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
 	$(PY) -m mini.demo wall --started_at $$(cat build/demo-train.started)

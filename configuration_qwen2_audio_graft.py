@@ -22,10 +22,14 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
+def encoder_frames(mel_frames):
+    """Encoder frames of `mel_frames` mel frames (an int or an integer tensor): Whisper's second
+    convolution (kernel 3, stride 2, padding 1) halves them, rounding up."""
+    return _ceil_div(mel_frames, 2)
+
+
 def _window_tokens(num_samples: int, audio_downsample: int) -> int:
-    mel_frames = _ceil_div(num_samples, HOP_LENGTH)
-    encoder_frames = _ceil_div(mel_frames, 2)  # conv2: kernel 3, stride 2, padding 1
-    return _ceil_div(encoder_frames, audio_downsample)
+    return _ceil_div(encoder_frames(_ceil_div(num_samples, HOP_LENGTH)), audio_downsample)
 
 
 def num_audio_tokens(num_samples: int, audio_downsample: int = 1) -> int:

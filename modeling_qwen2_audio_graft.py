@@ -18,7 +18,7 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from .configuration_qwen2_audio_graft import HOP_LENGTH, Qwen2AudioGraftConfig, num_audio_tokens
+from .configuration_qwen2_audio_graft import HOP_LENGTH, Qwen2AudioGraftConfig, encoder_frames, num_audio_tokens
 from .pipeline_qwen2_audio_graft import Qwen2AudioGraftASRPipeline  # noqa: F401  (ships the pipeline file)
 
 
@@ -41,7 +41,7 @@ def encode_real_frames(audio_tower: WhisperEncoder, input_features: torch.Tensor
         `(windows, ceil(longest / 2), d_model)`, zero past each window's `ceil(length / 2)` frames.
     """
     mel_lengths = mel_lengths.to(input_features.device)
-    frames = (mel_lengths + 1) // 2  # the second convolution has stride 2
+    frames = encoder_frames(mel_lengths)
     longest = int(mel_lengths.max())
     mel_keep = (torch.arange(longest, device=input_features.device)[None, :] < mel_lengths[:, None]).unsqueeze(1)
     features = input_features[:, :, :longest] * mel_keep  # (windows, mel_bins, longest)
@@ -198,7 +198,7 @@ class Qwen2AudioGraftModel(Qwen2AudioGraftPreTrainedModel, Qwen2VLModel):
         `audio_downsample` frames may reach past the real audio (never past the window); with
         `encode_padding=False` the frames there are zeros, so only the real ones are needed."""
         if not self.config.encode_padding:
-            return [(int(n) + 1) // 2 for n in input_features_mask.sum(-1).tolist()]
+            return [encoder_frames(int(n)) for n in input_features_mask.sum(-1).tolist()]
         frames = self.config.audio_config.max_source_positions
         k = self.config.audio_downsample
         return [min(tokens * k, frames) for tokens in self.audio_token_lengths(input_features_mask)]

@@ -21,6 +21,11 @@ DEFAULT_INSTRUCTION = "Transcribe this audio."
 DEFAULT_SEGMENT_SECONDS = 20.0
 
 
+def decoding_beams(generation_config) -> int:
+    """The beam width the pipeline decodes with: the generation config's `num_beams`, 1 (greedy) where unset."""
+    return getattr(generation_config, "num_beams", None) or 1
+
+
 def build_prompt(processor, instruction: str = DEFAULT_INSTRUCTION) -> str:
     """The chat prompt for one clip followed by `instruction`, ready for generation."""
     messages = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": instruction}]}]
@@ -99,13 +104,16 @@ def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = 20.0, min_
     return [(start * FRAME_SAMPLES, min(end * FRAME_SAMPLES, len(samples))) for start, end in segments]
 
 
-def _read_audio_file(source) -> tuple[np.ndarray, int]:
+def read_audio_file(source) -> tuple[np.ndarray, int]:
+    """(samples, sampling rate) of an audio file's path or bytes, as libsndfile decodes them (no ffmpeg):
+    WAV, FLAC, OGG/Opus, MP3. A missing or unreadable file raises naming the path and what was expected."""
     try:
         import soundfile
     except ImportError as error:
         raise ImportError("Reading audio files needs soundfile: pip install soundfile") from error
     if isinstance(source, bytes):
         return soundfile.read(io.BytesIO(source), dtype="float32", always_2d=False)
+    source = os.fspath(source)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"No audio file at {source}")
     try:
@@ -113,6 +121,12 @@ def _read_audio_file(source) -> tuple[np.ndarray, int]:
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise ValueError(f"Could not read {source} as audio: expected a file libsndfile decodes "
                          f"(WAV, FLAC, OGG/Opus, MP3), got: {error}") from error
+
+
+def load_audio(source) -> np.ndarray:
+    """An audio file's path or bytes as 16 kHz float32 mono samples, the rate the graft hears."""
+    samples, sampling_rate = read_audio_file(source)
+    return resample_to_16k(to_float_mono(samples, 0), sampling_rate)
 
 
 class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
@@ -191,7 +205,7 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
 
     def _load(self, inputs) -> tuple:
         if isinstance(inputs, (str, os.PathLike, bytes)):
-            return _read_audio_file(inputs if isinstance(inputs, bytes) else os.fspath(inputs))
+            return read_audio_file(inputs)
         if isinstance(inputs, dict):
             samples = inputs.get("raw", inputs.get("array"))
             if samples is None or "sampling_rate" not in inputs:
@@ -217,8 +231,7 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
             inputs = self.processor(text=[prompts[i] for i in rows], audio=[clips[i] for i in rows],
                                     sampling_rate=SAMPLING_RATE, return_tensors="pt").to(self.model.device)  # fmt: skip
             inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
-            kwargs = {"do_sample": False, "num_beams": getattr(self.model.generation_config, "num_beams", None) or 1,
-                      "max_new_tokens": 256}  # fmt: skip
+            kwargs = {"do_sample": False, "num_beams": decoding_beams(self.model.generation_config), "max_new_tokens": 256}
             kwargs.update(getattr(self, "_generate_kwargs", None) or {})
             kwargs.update(generate_kwargs or {})
             sequences = self.model.generate(**inputs, **kwargs)

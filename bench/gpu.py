@@ -170,13 +170,11 @@ def load_nf4(folder, device, dtype, lm_head_4bit=False):
 
 def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
     """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
-    from types import SimpleNamespace
-
-    from train.stage2_qlora import LLM_TARGETS, add_lora
+    from train.stage2_qlora import Stage2Arguments, add_lora
 
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
-    model = add_lora(model, SimpleNamespace(lora_r=64, lora_alpha=16, lora_dropout=0.05, lora_target_modules=LLM_TARGETS))
+    model = add_lora(model, Stage2Arguments(model_path=""))  # the 7B recipe's LoRA: r=64, alpha 16, dropout 0.05
     model.train()
     batch = prompts([speech(seconds)], device.device, dtype, answer=answer_tokens)
     labels = batch["input_ids"].clone()

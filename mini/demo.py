@@ -24,14 +24,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
+
+from train.graft import SAMPLING_RATE
 
 TRAINED = Path(__file__).resolve().parent / "trained"
 COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
 VALIDATION = Path("build/corpus/validation.jsonl")
+LONGFORM = Path("build/longform/devtest.jsonl")
 BEAMS = 4  # the beam width `keep` tries against greedy on validation
 VOICES_OUT = Path("build/trainvoice-devtest")  # where `voices` writes by default
 RESULTS = Path("build/demo-results.json")
@@ -74,12 +76,11 @@ def apply_decoding(generation_config, trained: Path | None = None):
 
 def load_clips(manifest: Path = DEVTEST) -> list[dict]:
     """The manifest's rows, each with its 16 kHz audio in "samples"."""
+    from train.graft import load_audio
+
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     for row in rows:
-        samples, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32")
-        if rate != 16000:
-            raise ValueError(f"{row['audio']}: expected 16 kHz dev-test audio, got {rate} Hz")
-        row["samples"] = samples
+        row["samples"] = load_audio(manifest.parent / row["audio"])
     return rows
 
 
@@ -87,25 +88,28 @@ def long_clip(rows: list[dict], seconds: float = 40.0) -> dict:
     """Real recordings joined (with 0.3 s gaps) until the clip is over `seconds`."""
     pieces, texts, total = [], [], 0.0
     for row in sorted((r for r in rows if r["source"] == "real"), key=lambda r: -len(r["samples"])):
-        pieces += [row["samples"], np.zeros(4800, dtype=np.float32)]
+        pieces += [row["samples"], np.zeros(int(0.3 * SAMPLING_RATE), dtype=np.float32)]
         texts.append(row["text"])
-        total += len(row["samples"]) / 16000 + 0.3
+        total += len(row["samples"]) / SAMPLING_RATE + 0.3
         if total > seconds:
             break
     return {"samples": np.concatenate(pieces), "text": " ".join(texts), "voice": "joined real", "source": "real"}
 
 
 def whisper_base(rows: list[dict], batch_size=8, num_beams=1) -> list[str]:
+    from tqdm.auto import tqdm
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model = WhisperForConditionalGeneration.from_pretrained(COMPONENTS / "whisper-base").eval()
     processor = WhisperProcessor.from_pretrained(COMPONENTS / "whisper-base")
+    # English transcription, set in the generation config rather than beside it at each call
+    model.generation_config.update(language="en", task="transcribe", num_beams=num_beams, do_sample=False)
     texts = []
-    for start in range(0, len(rows), batch_size):
+    for start in tqdm(range(0, len(rows), batch_size), desc="Whisper base", unit="batch"):
         batch = [r["samples"] for r in rows[start : start + batch_size]]
-        features = processor(batch, sampling_rate=16000, return_tensors="pt").input_features
+        inputs = processor(batch, sampling_rate=SAMPLING_RATE, return_tensors="pt", return_attention_mask=True)
         with torch.no_grad():
-            ids = model.generate(features, language="en", task="transcribe", num_beams=num_beams, do_sample=False)
+            ids = model.generate(inputs.input_features, attention_mask=inputs.attention_mask)
         texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
     return texts
 
@@ -119,37 +123,81 @@ def wer_table(rows, graft, whisper) -> dict:
                     "whisper_base_wer": theirs[voice]} for voice in ours}  # fmt: skip
 
 
+def transcribe_all(asr, clips, desc: str, **kwargs) -> list[dict]:
+    """The pipeline's outputs for `clips`, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    return list(tqdm(asr(iter(clips), **kwargs), total=len(clips), desc=desc, unit="clip"))
+
+
+def long_recording(asr, num_beams: int) -> dict | None:
+    """The first recording of the long-form dev-test set (about 2 minutes): the graft's segmented
+    transcript with timestamps beside Whisper base's long-form pipeline (30 s chunks)."""
+    from transformers import pipeline
+
+    from mini.longform import load, timestamp_errors
+    from train.metrics import compute_metrics
+
+    if not LONGFORM.exists():
+        return None
+    (row,) = load(LONGFORM, limit=1)
+    started = time.time()
+    out = asr(row["samples"], return_timestamps=True, batch_size=8)
+    seconds = time.time() - started
+    errors = timestamp_errors(row["sentences"], out["chunks"])
+    whisper = pipeline("automatic-speech-recognition", model=str(COMPONENTS / "whisper-base"), chunk_length_s=30)
+    whisper.model.generation_config.update(language="en", task="transcribe", num_beams=num_beams)
+    theirs = whisper(row["samples"], batch_size=8)["text"].strip()
+    return {"seconds": row["duration"], "sentences": len(row["sentences"]), "segments": len(out["chunks"]),
+            "wer": compute_metrics([row["text"]], [out["text"]])["wer"],
+            "whisper_base_wer": compute_metrics([row["text"]], [theirs])["wer"],
+            "timestamp_error_median": round(float(np.median(errors)), 3), "real_time_factor": round(seconds / row["duration"], 3),
+            "chunks": out["chunks"]}  # fmt: skip
+
+
 def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
-    from train.evaluate import decoding_beams
+    from train.graft import decoding_beams
     from train.metrics import compute_metrics
 
     rows = load_clips()
     asr = pipeline("automatic-speech-recognition", model=str(GRAFT), trust_remote_code=True)
     started = time.time()
-    graft = [out["text"] for out in asr([r["samples"] for r in rows], batch_size=batch_size, max_new_tokens=64)]
+    graft = [out["text"] for out in transcribe_all(asr, [r["samples"] for r in rows], "mini graft", batch_size=batch_size,
+                                                   max_new_tokens=64)]  # fmt: skip
     graft_seconds = time.time() - started
-    num_beams = decoding_beams(asr.model)
+    num_beams = decoding_beams(asr.model.generation_config)
     whisper = whisper_base(rows, batch_size, num_beams)
     for row, hyp, base in zip(rows, graft, whisper):
         print(f"[{row['voice']}]\n  REF    {row['text']}\n  GRAFT  {hyp}\n  WHISPER {base}")
     joined = long_clip(rows)
-    joined_hyp = asr(joined["samples"], max_new_tokens=200)["text"]
-    print(f"[{len(joined['samples']) / 16000:.1f} s joined clip]\n  REF    {joined['text']}\n  GRAFT  {joined_hyp}")
+    ways = {"segmented": asr(joined["samples"], batch_size=batch_size)["text"],
+            "whole": asr(joined["samples"], segment_audio=False, max_new_tokens=200)["text"]}
+    for way, text in ways.items():
+        print(f"[{len(joined['samples']) / SAMPLING_RATE:.1f} s joined clip, {way}]\n  REF    {joined['text']}\n  GRAFT  {text}")
+    recording = long_recording(asr, num_beams)
     results = {"per_source": wer_table(rows, graft, whisper), "graft_seconds": round(graft_seconds, 1),
                "num_beams": num_beams,
                "clips": [{"voice": r["voice"], "reference": r["text"], "graft": g, "whisper_base": w}
                          for r, g, w in zip(rows, graft, whisper)],
-               "long_clip": {"seconds": round(len(joined["samples"]) / 16000, 1), "reference": joined["text"],
-                             "hypothesis": joined_hyp,
-                             "wer": compute_metrics([joined["text"]], [joined_hyp])["wer"]}}  # fmt: skip
+               "long_clip": {"seconds": round(len(joined["samples"]) / SAMPLING_RATE, 1), "reference": joined["text"],
+                             **{f"{way}_hypothesis": text for way, text in ways.items()},
+                             **{f"{way}_wer": compute_metrics([joined["text"]], [text])["wer"] for way, text in ways.items()}},
+               "long_recording": recording}  # fmt: skip
     decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
     print(f"\n{decoding}, both models; the graft took {graft_seconds:.0f} s for the {len(rows)} clips")
     print("\n| source | clips | mini graft WER | Whisper base WER |\n|---|---|---|---|")
     for voice, row in results["per_source"].items():
         print(f"| {voice} | {row['clips']} | {row['graft_wer']:.1%} | {row['whisper_base_wer']:.1%} |")
-    print(f"| {results['long_clip']['seconds']} s joined clip, whole | 1 | {results['long_clip']['wer']:.1%} | - |")
+    joined_wer = results["long_clip"]
+    print(f"| {joined_wer['seconds']} s joined clip, in segments / whole | 1 | {joined_wer['segmented_wer']:.1%} / "
+          f"{joined_wer['whole_wer']:.1%} | - |")
+    if recording:
+        print(f"| {recording['seconds']:.0f} s recording, {recording['sentences']} sentences, in segments | 1 | "
+              f"{recording['wer']:.1%} | {recording['whisper_base_wer']:.1%} (30 s chunks) |")
+        print(f"\nthe recording's {recording['segments']} segments start a median {recording['timestamp_error_median']} s "
+              f"from the sentence starts after a pause; real-time factor {recording['real_time_factor']}")
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results
 

@@ -275,20 +275,13 @@ def read_transcriptions(path: Path) -> dict[str, str]:
     return refs
 
 
-def load_audio_16k(path: Path):
-    import librosa
-    import soundfile as sf
-
-    audio, sr = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
-    audio = audio.mean(axis=1)  # (samples,)
-    return audio if sr == 16000 else librosa.resample(audio, orig_sr=sr, target_sr=16000)
-
-
 def librivox_wer(model_dir: Path, data_dir: Path | None = None) -> dict:
     """Greedy English transcription of every librivox clip; WER after Whisper's English normalizer."""
     import jiwer
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from train.graft import SAMPLING_RATE, load_audio
 
     data_dir = data_dir or ensure_librivox()
     processor = WhisperProcessor.from_pretrained(model_dir)
@@ -297,7 +290,7 @@ def librivox_wer(model_dir: Path, data_dir: Path | None = None) -> dict:
     norm = processor.tokenizer.normalize
     clips = []
     for utt, ref in tqdm(read_transcriptions(data_dir / "transcription").items(), desc="librivox"):
-        feats = processor(load_audio_16k(data_dir / f"{utt}.wav"), sampling_rate=16000, return_tensors="pt")
+        feats = processor(load_audio(data_dir / f"{utt}.wav"), sampling_rate=SAMPLING_RATE, return_tensors="pt")
         with torch.no_grad():
             ids = model.generate(feats.input_features, language="en", task="transcribe")
         hyp = processor.batch_decode(ids, skip_special_tokens=True)[0].strip()

@@ -25,8 +25,8 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.modeling_outputs import BaseModelOutput
 
-from mini.demo import load_devtest
-from train.graft import encode_real_frames
+from mini.demo import load_clips
+from train.graft import SAMPLING_RATE, encode_real_frames
 from train.metrics import normalize, wer_by_group
 
 
@@ -37,7 +37,7 @@ def cut_to_reference(references: list[str], hypotheses: list[str]) -> list[str]:
 
 def transcribe(model, processor, samples, real_frames: bool, max_new_tokens: int = 120) -> tuple[str, float]:
     """Greedy English transcript of one clip and the encoder's seconds."""
-    inputs = processor(samples, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+    inputs = processor(samples, sampling_rate=SAMPLING_RATE, return_tensors="pt", return_attention_mask=True)
     features, mel_lengths = inputs.input_features, inputs.attention_mask.sum(-1)
     encoder = model.get_encoder()
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     model = WhisperForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32).eval()
     processor = WhisperProcessor.from_pretrained(args.model)
-    rows = load_devtest(args.data)
+    rows = load_clips(args.data)
     results = {}
     for name, real in (("30 s windows", False), ("real frames", True)):
         hypotheses, encoder_seconds = [], 0.0

@@ -99,7 +99,7 @@ from transformers.audio_utils import load_audio
 processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)
 model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
 
-sampling_rate = 16000
+sampling_rate = processor.feature_extractor.sampling_rate  # 16 kHz
 audio = load_audio(audio_path, sampling_rate=sampling_rate)
 # The chat template writes the audio item as <|audio_bos|><|AUDIO|><|audio_eos|>; the processor
 # expands <|AUDIO|> to one placeholder per audio frame.

@@ -9,19 +9,17 @@ Rows with missing or undecodable audio, empty text or audio over the maximum are
 counted by reason; `SkipCounter.report()` says how many, and the stages write the counts out.
 """
 
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
-import soundfile
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from train.graft import SAMPLING_RATE, build_prompt, resample_to_16k, to_float_mono
+from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt, load_audio, num_audio_tokens
 
 
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")
@@ -76,11 +74,10 @@ def _resolve(audio, base: Path):
 def decode_audio(value) -> np.ndarray:
     """Undecoded `datasets` audio ({"path", "bytes"}) or a path -> float32 mono 16 kHz samples."""
     if isinstance(value, dict):
-        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+        value = value.get("bytes") or value.get("path")
     if value is None:
         raise ValueError("the row has no audio")
-    samples, sampling_rate = soundfile.read(value, dtype="float32", always_2d=False)
-    return resample_to_16k(to_float_mono(samples, 0), sampling_rate)
+    return load_audio(value)
 
 
 def check_row(row, max_seconds: float, skips: SkipCounter):
@@ -91,7 +88,7 @@ def check_row(row, max_seconds: float, skips: SkipCounter):
         return None
     try:
         samples = decode_audio(row.get("audio"))
-    except (ValueError, TypeError, RuntimeError, OSError, soundfile.LibsndfileError):
+    except (ValueError, TypeError, RuntimeError, OSError):
         skips["missing or undecodable audio"] += 1
         return None
     if len(samples) > max_seconds * SAMPLING_RATE:
@@ -100,10 +97,13 @@ def check_row(row, max_seconds: float, skips: SkipCounter):
     return samples, text
 
 
+GROUPING_DOWNSAMPLE = 4  # the mini graft's audio_downsample; grouping only needs the order right
+
+
 def approximate_tokens(num_samples: int, text: str) -> int:
-    """A clip's sequence length for grouping batches by length: 12.5 audio tokens a second (the
-    mini graft's rate; only the order matters) plus about one token per four characters of text."""
-    return num_samples // 1280 + len(text) // 4
+    """A clip's sequence length for grouping batches by length: its audio tokens at `GROUPING_DOWNSAMPLE`
+    plus about one token per four characters of text."""
+    return (num_audio_tokens(num_samples, GROUPING_DOWNSAMPLE) if num_samples > 0 else 0) + len(text) // 4
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -203,7 +203,7 @@ class SpeechCollator:
     """
 
     processor: object
-    instruction: str = "Transcribe this audio."
+    instruction: str = DEFAULT_INSTRUCTION
     ignore_index: int = -100
     skips: SkipCounter = field(default_factory=SkipCounter)
 

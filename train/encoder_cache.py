@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from train.data import SpeechDataset, load_rows
-from train.graft import WINDOW_SAMPLES
+from train.graft import WINDOW_SAMPLES, encoder_frames
 from train.loading import load_graft
 
 FRAME_MULTIPLE = 8  # the largest audio_downsample: stored frames cover every downsample's last token
@@ -61,7 +61,7 @@ def stored_frames(model, input_features_mask: torch.Tensor) -> list[int]:
     graft = _graft_model(model)
     limit = graft.config.audio_config.max_source_positions
     mel = input_features_mask.sum(-1).tolist()
-    return [min(-(-(-(-int(n) // 2)) // FRAME_MULTIPLE) * FRAME_MULTIPLE, limit) for n in mel]
+    return [min(-(-encoder_frames(int(n)) // FRAME_MULTIPLE) * FRAME_MULTIPLE, limit) for n in mel]
 
 
 def _graft_model(model):

@@ -25,9 +25,10 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from train.data import SpeechDataset, StreamingSpeechDataset, load_rows
-from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt
+from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt, decoding_beams
 from train.loading import add_graft_arguments, load_graft
 from train.metrics import clip_records, compute_metrics, write_jsonl
+from train.stages import end_processes
 
 
 @torch.no_grad()
@@ -46,12 +47,6 @@ def transcribe(model, processor, clips, instruction=DEFAULT_INSTRUCTION, batch_s
             out = model.generate(**inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens)
         texts += processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in texts]
-
-
-def decoding_beams(model) -> int:
-    """The beam width the model's pipeline decodes with: its generation config's `num_beams` (1 where unset).
-    A base folder with an adapter has the base's generation config (greedy for `train.build`'s grafts)."""
-    return getattr(model.generation_config, "num_beams", None) or 1
 
 
 def batches(dataset, batch_size: int):
@@ -105,7 +100,8 @@ def main(argv=None):
     accelerator = Accelerator()
     model, processor = load_graft(args.model, args.projector, args.adapter, dtype=getattr(torch, args.dtype))
     model.to(accelerator.device)
-    num_beams = args.num_beams or decoding_beams(model)
+    # a base folder with an adapter has the base's generation config (greedy for train.build's grafts)
+    num_beams = args.num_beams or decoding_beams(model.generation_config)
     rows = load_rows(args.data, args.split, args.audio_column, args.text_column, streaming=args.streaming,
                      config=args.dataset_config)  # fmt: skip
     if args.streaming:
@@ -125,6 +121,7 @@ def main(argv=None):
         (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"WER {metrics['wer']:.2%}  CER {metrics['cer']:.2%}  exact {metrics['exact_match']:.2%}  "
               f"clips {metrics['num_clips']}  {num_beams} beam(s)  ({dataset.skips.report()})")  # fmt: skip
+    end_processes(accelerator)
     return metrics
 
 

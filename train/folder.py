@@ -5,9 +5,19 @@ from pathlib import Path
 
 from transformers import GenerationConfig, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftProcessor
+from train.graft import (
+    AUDIO_BOS_TOKEN,
+    AUDIO_EOS_TOKEN,
+    AUDIO_TOKEN,
+    IMAGE_TOKEN,
+    VIDEO_TOKEN,
+    Qwen2AudioGraftConfig,
+    Qwen2AudioGraftProcessor,
+)
 
-AUDIO_SPECIAL_TOKENS = ["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
+AUDIO_SPECIAL_TOKENS = [AUDIO_BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN]
+# Qwen2-VL's image processor limits: at least 4 patches of 28 px, at most 1280 (its published config)
+MIN_PIXELS, MAX_PIXELS = 56 * 56, 28 * 28 * 1280
 EXTRA_AUTO_CLASSES = ("AutoModelForSpeechSeq2Seq", "AutoModelForCausalLM", "AutoModelForImageTextToText")
 MODEL_CLASS_REF = "modeling_qwen2_audio_graft.Qwen2AudioGraftForConditionalGeneration"
 CUSTOM_PIPELINES = {
@@ -22,10 +32,10 @@ CUSTOM_PIPELINES = {
 def token_ids(tokenizer) -> dict:
     """The config's special-token ids (`image_token_id`, `audio_token_id`, ...) in `tokenizer`."""
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("image_token_id", IMAGE_TOKEN), ("video_token_id", VIDEO_TOKEN),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
-        ("audio_bos_token_id", "<|audio_bos|>"), ("audio_token_id", "<|AUDIO|>"),
-        ("audio_eos_token_id", "<|audio_eos|>"),
+        ("audio_bos_token_id", AUDIO_BOS_TOKEN), ("audio_token_id", AUDIO_TOKEN),
+        ("audio_eos_token_id", AUDIO_EOS_TOKEN),
     )}  # fmt: skip
     missing = [name for name, value in ids.items() if value is None or value == tokenizer.unk_token_id]
     if missing:
@@ -36,7 +46,7 @@ def token_ids(tokenizer) -> dict:
 def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftProcessor:
     feature_extractor = WhisperFeatureExtractor(feature_size=config.audio_config.num_mel_bins)
     if image_processor is None:
-        image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     return Qwen2AudioGraftProcessor(
         feature_extractor=feature_extractor,
         tokenizer=tokenizer,
@@ -48,7 +58,12 @@ def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftPr
 
 def generation_config(tokenizer) -> GenerationConfig:
     stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    return GenerationConfig(do_sample=False, num_beams=1, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+    return make_generation_config(stops, tokenizer.pad_token_id)
+
+
+def make_generation_config(eos_token_id: list[int], pad_token_id: int, **more) -> GenerationConfig:
+    """Greedy decoding (a graft's folder may set beams: mini/trained/generation_config.json) up to either stop token."""
+    return GenerationConfig(do_sample=False, num_beams=1, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **more)
 
 
 def save_graft(model, processor, output: Path, max_shard_size="2GB") -> None:

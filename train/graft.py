@@ -12,6 +12,7 @@ from qwen2_audio_graft.configuration_qwen2_audio_graft import (
     SAMPLING_RATE,
     WINDOW_SAMPLES,
     Qwen2AudioGraftConfig,
+    encoder_frames,
     num_audio_tokens,
 )
 from qwen2_audio_graft.modeling_qwen2_audio_graft import (
@@ -24,9 +25,17 @@ from qwen2_audio_graft.pipeline_qwen2_audio_graft import (
     DEFAULT_INSTRUCTION,
     Qwen2AudioGraftASRPipeline,
     build_prompt,
+    decoding_beams,
+    load_audio,
+    read_audio_file,
     split_at_pauses,
 )
 from qwen2_audio_graft.processing_qwen2_audio_graft import (
+    AUDIO_BOS_TOKEN,
+    AUDIO_EOS_TOKEN,
+    AUDIO_TOKEN,
+    IMAGE_TOKEN,
+    VIDEO_TOKEN,
     Qwen2AudioGraftProcessor,
     resample_to_16k,
     to_float_mono,
@@ -35,6 +44,11 @@ from qwen2_audio_graft.processing_qwen2_audio_graft import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
+    "AUDIO_BOS_TOKEN",
+    "AUDIO_EOS_TOKEN",
+    "AUDIO_TOKEN",
+    "IMAGE_TOKEN",
+    "VIDEO_TOKEN",
     "DEFAULT_INSTRUCTION",
     "REPO_ROOT",
     "SAMPLING_RATE",
@@ -46,8 +60,12 @@ __all__ = [
     "Qwen2AudioGraftProcessor",
     "Qwen2AudioGraftProjector",
     "build_prompt",
+    "decoding_beams",
+    "load_audio",
+    "read_audio_file",
     "split_at_pauses",
     "encode_real_frames",
+    "encoder_frames",
     "num_audio_tokens",
     "resample_to_16k",
     "to_float_mono",

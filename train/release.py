@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+from transformers import Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from train.folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MODEL_CLASS_REF
+from train.folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MAX_PIXELS, MIN_PIXELS, MODEL_CLASS_REF, make_generation_config
 from train.graft import Qwen2AudioGraftConfig
 
 
@@ -43,14 +43,13 @@ def write_release_config(output: Path, audio_downsample=1, projector_type="linea
     """config.json, generation_config.json and the processor's config of the release graft."""
     config = release_config(audio_downsample, projector_type)
     config.to_json_file(output / "config.json")  # not save_pretrained: the code is already at the root
-    GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[151645, 151643], pad_token_id=151643,
-                     bos_token_id=151643).save_pretrained(output)  # fmt: skip
+    make_generation_config([151645, 151643], 151643, bos_token_id=151643).save_pretrained(output)
     processor_config = {
         "processor_class": "Qwen2AudioGraftProcessor",
         "auto_map": {"AutoProcessor": "processing_qwen2_audio_graft.Qwen2AudioGraftProcessor"},
         "audio_downsample": config.audio_downsample,
         "max_audio_seconds": config.max_audio_seconds,
         "feature_extractor": WhisperFeatureExtractor(feature_size=128).to_dict(),
-        "image_processor": Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280).to_dict(),
+        "image_processor": Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS).to_dict(),
     }
     (output / "processor_config.json").write_text(json.dumps(processor_config, indent=2, sort_keys=True) + "\n")

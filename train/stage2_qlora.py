@@ -51,11 +51,11 @@ def add_lora(model, stage):
 
     for parameter in model.parameters():
         parameter.requires_grad = False
-    if getattr(stage, "init_adapter", None):
+    if stage.init_adapter:
         model = PeftModel.from_pretrained(model, stage.init_adapter, is_trainable=True)
     else:
         markers = None
-        if getattr(stage, "train_audio_markers", False):
+        if stage.train_audio_markers:
             markers = {"embed_tokens": [model.config.audio_bos_token_id, model.config.audio_eos_token_id]}
         config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
                             target_modules=stage.lora_target_modules, modules_to_save=["audio_projector"],
@@ -70,7 +70,7 @@ def add_lora(model, stage):
 
 def start_of(stage) -> str:
     """Where stage 2's trainable pieces start, in words."""
-    if getattr(stage, "init_adapter", None):
+    if stage.init_adapter:
         return f"LoRA and projector from {stage.init_adapter}"
     if stage.projector_path:
         return f"fresh LoRA, projector from {stage.projector_path}"

@@ -152,7 +152,17 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str):
     if ema is not None and trainer.is_world_process_zero():
         print(f"saved the EMA of the trained weights (decay {recipe.ema_decay}) to "
               f"{ema.save_average(trainer.accelerator.unwrap_model(trainer.model), training_args.output_dir)}")
+    end_processes(trainer.accelerator)
     return trainer
+
+
+def end_processes(accelerator) -> None:
+    """Under several processes, wait for all of them, then close the process group. A process that exits
+    while another is still writing (rank 0 saves while the others are done) closes its gloo connections
+    under a live group, and the other one aborts (SIGABRT, exit code -6)."""
+    if accelerator.num_processes > 1:
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
 
 
 def finish(trainer, train_set, eval_set, title: str) -> None:

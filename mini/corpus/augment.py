@@ -9,11 +9,12 @@ import numpy as np
 import soundfile as sf
 
 from mini.corpus.tools import ClipError, run_tool
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
 
 if TYPE_CHECKING:
     from mini.corpus.jobs import ClipJob
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = SAMPLING_RATE  # the graft's rate
 # A TTS clip shorter than this per word means the engine skipped text.
 MIN_SECONDS_PER_WORD = 0.1
 # Whisper-style encoders see at most 30 s.
@@ -23,7 +24,7 @@ MAX_CLIP_SECONDS = 30.0
 def sox_to_16k(src: Path, dst: Path, tempo: float = 1.0, raw_input: bool = False,
                pitch_cents: int = 0, reverb: int = 0) -> None:
     """Convert to 16 kHz mono 16-bit PCM; -D (no dither) keeps reruns byte-identical."""
-    src_opts = ["-t", "raw", "-r", "16000", "-e", "signed-integer", "-b", "16", "-c", "1",
+    src_opts = ["-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed-integer", "-b", "16", "-c", "1",
                 "-L"] if raw_input else []
     effects = ["tempo", "-s", f"{tempo:.3f}"] if abs(tempo - 1.0) > 1e-6 else []
     effects += ["pitch", str(pitch_cents)] if pitch_cents else []
