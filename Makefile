@@ -128,7 +128,7 @@ mini-test: $(VENV)/.installed
 smoke-train: $(VENV)/.installed
 	rm -rf $(OUT)
 	$(PY) -m train.build --tiny --output $(OUT)/tiny-graft
-	$(PY) -m train.toy_audio --output $(OUT)/audio
+	$(PY) -m train.building.toy_audio --output $(OUT)/audio
 	$(PY) -m train.stage1_align --config train/configs/tiny_stage1.yaml --model_path $(OUT)/tiny-graft \
 		--train_data $(OUT)/audio/train.jsonl --eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage1
 	$(PY) -m train.stage2_qlora --config train/configs/tiny_stage2.yaml --model_path $(OUT)/tiny-graft \
@@ -143,8 +143,10 @@ smoke-train: $(VENV)/.installed
 	$(PY) -m train.push --folder $(OUT)/merged --repo_id you/tiny-audio-graft --fake_api_record $(OUT)/push.json
 	@echo "smoke-train: everything is under $(OUT); uploaded files listed in $(OUT)/push.json"
 
-# CPU benchmark, reference way vs ours (mini graft when built, else the tiny graft); under 10 minutes.
+# CPU benchmark, reference way vs ours, on the mini graft (built as make demo builds it when missing); under 10 minutes.
 bench: $(VENV)/.installed
+	@if [ ! -f build/mini-graft/config.json ]; then \
+		$(PY) -m mini.fetch_components --out build/components && $(PY) -m mini.demo assemble; fi
 	$(PY) -m bench.bench --out bench/cpu-results.json
 
 clean:

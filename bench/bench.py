@@ -1,13 +1,16 @@
 """CPU benchmark: the reference way of running the graft against ours, same weights, same audio.
 
     python -m bench.bench [--model build/mini-graft] [--repeats 3] [--batch_size 8] [--out bench/cpu-results.json]
+    python -m bench.bench --tiny      # the code path on a tiny random graft (build/bench-tiny.json, never the tracked file)
 
 (a) reference: every clip padded to 30 s (longer audio cut to 30 s, as the reference model does)
     and 1500 audio tokens in the prompt (`audio_downsample=1`), one clip at a time;
 (b) ours: tokens only for real audio at the model's `audio_downsample`, all windows of long clips,
     one clip at a time and batched.
 The LLM, encoder and prompt are the same; (a) gets a downsample-1 projector of the same width
-(timing does not depend on its values). Both ways generate exactly the same number of tokens:
+(timing does not depend on its values). Decoding is pinned: greedy (`--num_beams 1`) both ways
+whatever the folder's generation config says, so figures stay comparable across graft versions;
+where the folder ships another beam width, the 5 s clips are timed again with it, labelled. Both ways generate exactly the same number of tokens:
 `--new_tokens` (16 by default, so the CPU run stays under 10 minutes), or
 `--tokens_per_second` tokens per second of audio. Reports audio tokens per clip, p50 latency, RTFx (seconds of
 audio per second of wall time) and peak resident memory per setting; the last line is the
@@ -33,10 +36,12 @@ import numpy as np
 import torch
 import transformers
 
-from train.graft import SAMPLING_RATE, Qwen2AudioGraftProjector, build_prompt, num_audio_tokens
-from train.loading import load_graft
+from train.graft import SAMPLING_RATE, Qwen2AudioGraftProjector, build_prompt, decoding_beams, num_audio_tokens
+from train.weights.loading import load_graft
 
 LENGTHS = (2, 5, 15, 30, 70)
+TRACKED = Path("bench/cpu-results.json")
+TINY = Path("build/tiny-graft")
 WINDOW = 30 * SAMPLING_RATE
 
 
@@ -176,29 +181,38 @@ def cpu_name() -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("build/mini-graft"))
-    parser.add_argument("--fallback", type=Path, default=Path("build/tiny-graft"))
+    parser.add_argument("--tiny", action="store_true", help="time a tiny random graft instead (the code path only)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--long_repeats", type=int, default=1, help="timed runs of batches of clips of 30 s or more")
     parser.add_argument("--new_tokens", type=int, default=16)
     parser.add_argument("--tokens_per_second", type=float, help="decode length per second of audio instead")
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_beams", type=int, default=1, help="the decoding timed, both ways (default 1, greedy)")
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
                         help="auto: bfloat16 where the CPU has native bf16 matrix units (oneDNN), else float32")
-    parser.add_argument("--out", type=Path, default=Path("bench/cpu-results.json"))
+    parser.add_argument("--out", type=Path, help="default bench/cpu-results.json (build/bench-tiny.json with --tiny)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     args.dtype = cpu_dtype() if args.dtype == "auto" else args.dtype
-    folder = args.model if (args.model / "config.json").exists() else args.fallback
-    if folder == args.fallback and not (folder / "config.json").exists():
-        from train.tiny import build_tiny
+    folder = TINY if args.tiny else args.model
+    args.out = args.out or (Path("build/bench-tiny.json") if args.tiny else TRACKED)
+    if args.tiny and args.out.resolve() == TRACKED.resolve():
+        raise SystemExit(f"--tiny times a random graft: its figures never go to the tracked {TRACKED}")
+    if args.tiny and not (folder / "config.json").exists():
+        from train.building.tiny import build_tiny
 
         build_tiny(folder)
+    if not (folder / "config.json").exists():
+        raise SystemExit(f"{folder} holds no graft: make bench builds build/mini-graft (as make demo does), or pass "
+                         "--model FOLDER, or --tiny for the code path alone")  # fmt: skip
     model, processor = load_graft(folder, dtype=getattr(torch, args.dtype))
+    shipped = decoding_beams(model.generation_config)
+    model.generation_config.num_beams = args.num_beams  # pinned: the reference copy shares this config
     reference = reference_model(model)
     print(f"model: {folder} (audio_downsample {model.config.audio_downsample}, encode_padding "
-          f"{model.config.encode_padding}, {model.num_parameters() / 1e6:.0f} M "
-          f"parameters, {args.dtype}); torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{model.config.encode_padding}, {model.num_parameters() / 1e6:.0f} M parameters, {args.dtype}, "
+          f"{args.num_beams} beam(s); ships {shipped}); torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu_name()}")  # fmt: skip
     rows, reference_seen = [], {}
     for seconds in args.lengths:
@@ -207,17 +221,27 @@ def main(argv=None):
                                  warm_up=not rows, long_repeats=args.long_repeats, reference_seen=reference_seen))  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     report(rows, args.batch_size)
+    shipped_row = None
+    if shipped != args.num_beams and 5 in args.lengths:  # the folder's own decoding, for the 5 s clips
+        model.generation_config.num_beams = shipped
+        shipped_row = {"num_beams": shipped, **bench_length(model, reference, processor, 5, args.repeats, args.batch_size,
+                                                            args.new_tokens, warm_up=True, reference_seen={})}  # fmt: skip
+        print(json.dumps(shipped_row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": str(folder), "audio_downsample": model.config.audio_downsample,
             "encode_padding": model.config.encode_padding, "dtype": args.dtype, "cpu": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "transformers": transformers.__version__, "repeats": args.repeats, "long_repeats": args.long_repeats, "batch_size": args.batch_size,
-            "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second, "wall_seconds": round(time.perf_counter() - began)}  # fmt: skip
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+            "new_tokens": args.new_tokens, "tokens_per_second": args.tokens_per_second, "num_beams": args.num_beams,
+            "shipped_num_beams": shipped, "wall_seconds": round(time.perf_counter() - began)}  # fmt: skip
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows, "shipped_decoding_5s": shipped_row}, indent=2) + "\n")
     five = next((r for r in rows if r["seconds"] == 5), rows[0])
     for setting, parts in five.get("split", {}).items():
         print(f"time split, 5 s clips, {setting}: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
     ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
-    print(f"batch-1 latency ratio for {five['seconds']} s clips, reference / ours: {ratio:.1f}x")
+    print(f"batch-1 latency ratio for {five['seconds']} s clips, reference / ours, {args.num_beams} beam(s): {ratio:.1f}x")
+    if shipped_row:
+        ratio = shipped_row["reference_b1"]["p50_s"] / shipped_row["ours_b1"]["p50_s"]
+        print(f"batch-1 latency ratio for 5 s clips, reference / ours, {shipped} beams (the folder's own decoding): {ratio:.1f}x")
 
 
 def report(rows, batch_size) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from bench.bench import speech
 from train.graft import SAMPLING_RATE, build_prompt
-from train.loading import load_graft
+from train.weights.loading import load_graft
 
 
 def main(argv=None) -> dict:

@@ -41,10 +41,10 @@ import torch
 import transformers
 
 from bench.bench import peak_rss_mib, reset_peak_rss, speech
-from train.folder import make_processor, save_graft
+from train.building.folder import make_processor, save_graft
 from train.graft import SAMPLING_RATE, Qwen2AudioGraftForConditionalGeneration, build_prompt
-from train.release import release_config
-from train.tiny import SPECIAL_TOKENS, build_tiny, tiny_tokenizer
+from train.building.release import release_config
+from train.building.tiny import SPECIAL_TOKENS, build_tiny, tiny_tokenizer
 
 PARTS = ("rtfx", "compiled", "split", "bf16_peak", "nf4", "qlora")
 # Qwen2-VL's ids of the special tokens the prompts use.
@@ -154,12 +154,12 @@ def peak_transcribing(model, prompts, device, seconds, new_tokens) -> dict:
 
 
 def load_nf4(folder, device, dtype, lm_head_4bit=False):
-    from train.quantize import NOT_QUANTIZED, load_4bit, nf4_config
+    from train.weights.quantize import NOT_QUANTIZED, load_4bit, nf4_config
 
     skip = [name for name in NOT_QUANTIZED if not (lm_head_4bit and name == "lm_head")]
     device.reset_peak()
     started = time.perf_counter()
-    # train.quantize's loader: the QLoRA step after the eval forwards must be able to train.
+    # train.weights.quantize's loader: the QLoRA step after the eval forwards must be able to train.
     model = load_4bit(folder, nf4_config(dtype, skip), dtype=dtype, use_vision_tower=False,
                       device_map={"": device.device}).eval()  # fmt: skip
     device.sync()
@@ -170,7 +170,7 @@ def load_nf4(folder, device, dtype, lm_head_4bit=False):
 
 def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
     """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
-    from train.stage2_qlora import Stage2Arguments, add_lora
+    from train.stages.stage2_qlora import Stage2Arguments, add_lora
 
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from train.args import DataArguments
-from train.data import SpeechCollator, SpeechDataset, load_rows
+from train.stages.args import DataArguments
+from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.graft import DEFAULT_INSTRUCTION
-from train.loading import load_graft
-from train.precision import keep_trainable_float32, resolve_precision
+from train.weights.loading import load_graft
+from train.weights.precision import keep_trainable_float32, resolve_precision
 
 
 def parse_args(argv=None):
@@ -35,7 +35,7 @@ def parse_args(argv=None):
 def lora_model(model_path: str, rank: int, dtype):
     from peft import LoraConfig, get_peft_model
 
-    from train.stage2_qlora import LLM_TARGETS
+    from train.stages.stage2_qlora import LLM_TARGETS
 
     model, processor = load_graft(model_path, dtype=dtype)
     for parameter in model.parameters():

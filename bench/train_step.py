@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from bench.bench import peak_rss_mib, reset_peak_rss, speech
-from train.data import SpeechCollator
-from train.loading import PROJECTOR_PREFIX, load_graft
+from train.stages.data import SpeechCollator
+from train.weights.loading import PROJECTOR_PREFIX, load_graft
 
 ANSWERS = ["the quick brown fox jumps over the lazy dog", "go forward ten meters", "two nine three four zero",
            "he was not an ill disposed young man"]  # fmt: skip

@@ -1,11 +1,11 @@
 """`make demo`: assemble the mini graft from the committed trained pieces and score it.
 
-    python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
+    python -m mini.demo assemble   # build/mini-base (train.building.build) + mini/trained -> build/mini-graft (train.publishing.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
     python -m mini.demo keep [--run DIR]   # (make demo-train) choose on validation, keep in mini/trained
     python -m mini.demo wall --started_at UNIX_TIME   # (make demo-train) its whole time into recipe.json
-    python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
-    python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluate
+    python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluation.evaluate's?
+    python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluation.evaluate
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
@@ -42,8 +42,8 @@ DECODING = "generation_config.json"  # in mini/trained: settings over the base's
 
 
 def assemble() -> None:
-    from train.build import compose
-    from train.merge import merge, save_checked
+    from train.building.build import compose
+    from train.publishing.merge import merge, save_checked
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
     wanted = {key: recipe[key] for key in RECIPE_KEYS}
@@ -115,7 +115,7 @@ def whisper_base(rows: list[dict], batch_size=8, num_beams=1) -> list[str]:
 
 
 def wer_table(rows, graft, whisper) -> dict:
-    from train.metrics import wer_by_group
+    from train.evaluation.metrics import wer_by_group
 
     voices, refs = [r["voice"] for r in rows], [r["text"] for r in rows]
     ours, theirs = wer_by_group(voices, refs, graft), wer_by_group(voices, refs, whisper)
@@ -136,7 +136,7 @@ def long_recording(asr, num_beams: int) -> dict | None:
     from transformers import pipeline
 
     from mini.longform import load, timestamp_errors
-    from train.metrics import compute_metrics
+    from train.evaluation.metrics import compute_metrics
 
     if not LONGFORM.exists():
         return None
@@ -159,7 +159,7 @@ def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
     from train.graft import decoding_beams
-    from train.metrics import compute_metrics
+    from train.evaluation.metrics import compute_metrics
 
     rows = load_clips()
     asr = pipeline("automatic-speech-recognition", model=str(GRAFT), trust_remote_code=True)
@@ -204,7 +204,7 @@ def score(batch_size: int = 8) -> dict:
 
 def compare(predictions: Path) -> int:
     """How many of the demo's pipeline transcripts (build/demo-results.json) equal those of a
-    `train.evaluate` run on the same dev-test clips (its predictions.jsonl); prints the others."""
+    `train.evaluation.evaluate` run on the same dev-test clips (its predictions.jsonl); prints the others."""
     clips = json.loads(RESULTS.read_text())["clips"]
     other = [json.loads(line)["hypothesis"] for line in predictions.read_text().splitlines()]
     if len(other) != len(clips):
@@ -232,8 +232,8 @@ def copy_as_bf16(source: Path, target: Path) -> None:
 
 
 def candidates(run: Path) -> dict[str, Path]:
-    """The pieces a run offers to keep: its end, and the EMA of its weights where it kept one (train.ema)."""
-    from train.ema import EMA_FOLDER
+    """The pieces a run offers to keep: its end, and the EMA of its weights where it kept one (train.stages.ema)."""
+    from train.stages.ema import EMA_FOLDER
 
     if not (run / "adapter_config.json").exists():
         raise FileNotFoundError(f"{run} holds no adapter: expected a finished stage-2 run (adapter_config.json)")
@@ -245,10 +245,10 @@ def candidates(run: Path) -> dict[str, Path]:
 
 def validation_scores(pieces: dict[str, Path], rows: list[dict], num_beams: int = 1) -> dict[str, dict]:
     """WER/CER (overall and by source) of each candidate's greedy or beam transcripts of `rows`."""
-    from train.evaluate import transcribe
-    from train.loading import load_graft
-    from train.metrics import compute_metrics, wer_by_group
-    from train.precision import resolve_precision
+    from train.evaluation.evaluate import transcribe
+    from train.weights.loading import load_graft
+    from train.evaluation.metrics import compute_metrics, wer_by_group
+    from train.weights.precision import resolve_precision
 
     dtype = resolve_precision("auto", use_cpu=True)
     scores = {}
@@ -270,8 +270,8 @@ def choose(scores: dict[str, dict]) -> str:
 
 def listening_check(pieces: Path, rows: list[dict]) -> dict:
     from train.graft import DEFAULT_INSTRUCTION
-    from train.listening import listening_losses
-    from train.loading import load_graft
+    from train.evaluation.listening import listening_losses
+    from train.weights.loading import load_graft
 
     model, processor = load_graft(BASE, adapter=pieces, dtype=torch.float32)
     losses = listening_losses(model, processor, [{"audio": r["samples"], "text": r["text"]} for r in rows],
@@ -292,7 +292,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     import shutil
 
     from mini.sweep import last_state
-    from train.precision import hardware
+    from train.weights.precision import hardware
 
     rows = load_clips(validation)
     greedy = validation_scores(candidates(run), rows)
@@ -387,7 +387,7 @@ def main(argv=None):
     parser.add_argument("--max_texts", type=int, default=None, help="with voices: read only the first N texts")
     parser.add_argument("--validation", type=Path, default=VALIDATION, help="with keep: the validation manifest")
     parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
-    parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
+    parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluation.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     args = parser.parse_args(argv)
     if args.step == "compare":

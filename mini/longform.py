@@ -145,7 +145,7 @@ def load(manifest: Path, limit: int | None = None) -> list[dict]:
 
 
 def score_segmented(asr, rows, max_segment_seconds: float, batch_size: int) -> dict:
-    from train.metrics import compute_metrics
+    from train.evaluation.metrics import compute_metrics
 
     started = time.time()
     outs = asr([r["samples"] for r in rows], return_timestamps=True, batch_size=batch_size,
@@ -163,7 +163,7 @@ def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes:
           whisper: bool, limit: int | None = None) -> dict:  # fmt: skip
     from transformers import pipeline
 
-    from train.metrics import compute_metrics
+    from train.evaluation.metrics import compute_metrics
 
     rows = load(manifest, limit)
     asr = pipeline("automatic-speech-recognition", model=model, trust_remote_code=True)

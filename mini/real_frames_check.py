@@ -27,7 +27,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mini.demo import load_clips
 from train.graft import SAMPLING_RATE, encode_real_frames
-from train.metrics import normalize, wer_by_group
+from train.evaluation.metrics import normalize, wer_by_group
 
 
 def cut_to_reference(references: list[str], hypotheses: list[str]) -> list[str]:

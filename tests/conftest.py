@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.tiny import build_tiny
+from train.building.tiny import build_tiny
 
 
 @pytest.fixture(scope="session")

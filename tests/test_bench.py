@@ -1,15 +1,31 @@
 """The benchmark runs end to end on the tiny graft and reports what the issue asks for."""
 
 import json
+import shutil
+
+import pytest
 
 from bench import bench
+from train.graft import Qwen2AudioGraftForConditionalGeneration
 
 
-def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tmp_path, capsys):
+def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tiny_dir, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "graft"
+    shutil.copytree(tiny_dir, folder)
+    settings = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**settings, "num_beams": 2}))  # a folder shipping beams
+    beams, generate = [], Qwen2AudioGraftForConditionalGeneration.generate
+
+    def spy(self, *args, **kwargs):
+        beams.append(self.generation_config.num_beams)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen2AudioGraftForConditionalGeneration, "generate", spy)
     out = tmp_path / "results.json"
-    bench.main(["--model", str(tmp_path / "absent"), "--fallback", str(tmp_path / "tiny"), "--lengths", "2", "5",
-                "--repeats", "1", "--new_tokens", "3", "--batch_size", "2", "--out", str(out)])  # fmt: skip
-    rows = json.loads(out.read_text())["rows"]
+    bench.main(["--model", str(folder), "--lengths", "2", "5", "--repeats", "1", "--new_tokens", "3", "--batch_size", "2",
+                "--out", str(out)])  # fmt: skip
+    results = json.loads(out.read_text())
+    rows = results["rows"]
     assert [r["seconds"] for r in rows] == [2, 5]
     assert [(r["tokens_reference"], r["tokens_ours"]) for r in rows] == [(1500, 100), (1500, 250)]  # tiny: downsample 1
     five = rows[1]
@@ -17,9 +33,27 @@ def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tmp_path, capsys
     assert all(set(parts) == {"encoder", "prefill", "decode"} for parts in five["split"].values())
     assert all(five[key]["p50_s"] > 0 and five[key]["rtfx"] > 0 for key in ("reference_b1", "ours_b1", "ours_b2"))
     assert all(r["ours_b2"]["runs"] == 1 and r["reference_b1"]["runs"] == 1 for r in rows)
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    ratio = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
-    assert last == f"batch-1 latency ratio for 5 s clips, reference / ours: {ratio:.1f}x"
+    # pinned greedy for the table, then the folder's own 2 beams for the 5 s clips, labelled
+    assert (results["meta"]["num_beams"], results["meta"]["shipped_num_beams"]) == (1, 2)
+    shipped = results["shipped_decoding_5s"]
+    assert shipped["num_beams"] == 2 and shipped["seconds"] == 5
+    assert set(beams) == {1, 2} and beams[-1] == 2 and beams.index(2) > len(beams) // 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    greedy = five["reference_b1"]["p50_s"] / five["ours_b1"]["p50_s"]
+    wide = shipped["reference_b1"]["p50_s"] / shipped["ours_b1"]["p50_s"]
+    assert lines[-2:] == [f"batch-1 latency ratio for 5 s clips, reference / ours, 1 beam(s): {greedy:.1f}x",
+                          f"batch-1 latency ratio for 5 s clips, reference / ours, 2 beams (the folder's own decoding): "
+                          f"{wide:.1f}x"]  # fmt: skip
+
+
+def test_bench_refuses_a_missing_graft_and_never_writes_tiny_figures_to_the_tracked_file(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--model", str(tmp_path / "absent")])
+    assert str(info.value) == (f"{tmp_path / 'absent'} holds no graft: make bench builds build/mini-graft (as make demo "
+                               "does), or pass --model FOLDER, or --tiny for the code path alone")  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--tiny", "--out", "bench/cpu-results.json"])
+    assert str(info.value) == "--tiny times a random graft: its figures never go to the tracked bench/cpu-results.json"
 
 
 def test_auto_dtype_is_float32_without_native_bf16(monkeypatch):
@@ -30,9 +64,9 @@ def test_auto_dtype_is_float32_without_native_bf16(monkeypatch):
     assert bench.cpu_dtype() == "bfloat16"
 
 
-def test_long_batches_are_timed_long_repeats_times_and_a_cut_reference_input_is_timed_once(tmp_path, capsys):
+def test_long_batches_are_timed_long_repeats_times_and_a_cut_reference_input_is_timed_once(tiny_dir, tmp_path, capsys):
     out = tmp_path / "results.json"
-    bench.main(["--model", str(tmp_path / "absent"), "--fallback", str(tmp_path / "tiny"), "--lengths", "2", "30", "70",
+    bench.main(["--model", str(tiny_dir), "--lengths", "2", "30", "70",
                 "--repeats", "2", "--new_tokens", "2", "--batch_size", "2", "--out", str(out)])  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     assert [(r["ours_b1"]["runs"], r["ours_b2"]["runs"]) for r in rows] == [(2, 2), (2, 1), (2, 1)]

@@ -23,7 +23,7 @@ def lora_r64_parameters(config) -> int:
 
 
 def test_gpu_bench_code_path_on_the_tiny_graft(tmp_path):
-    from train.tiny import tiny_config, tiny_tokenizer
+    from train.building.tiny import tiny_config, tiny_tokenizer
 
     out = tmp_path / "gpu.json"
     results = gpu.main(["--tiny", "--device", "cpu", "--batch_sizes", "1", "2", "--repeats", "1", "--seconds", "2",
@@ -64,7 +64,7 @@ def test_real_frames_at_downsample_4(tmp_path):
 
 
 def test_release_prompts_use_the_release_token_ids():
-    from train.release import release_config
+    from train.building.release import release_config
 
     prompts = gpu.Prompts(release_config(), tiny=False)
     inputs = prompts([gpu.speech(2.0)], "cpu", gpu.torch.bfloat16)

@@ -1,13 +1,13 @@
-"""`train.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
+"""`train.building.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLConfig, Qwen2VLForConditionalGeneration, WhisperConfig
 from transformers import WhisperFeatureExtractor, WhisperModel
 
 from tests.conftest import make_clip
-from train.build import compose, mrope_section
+from train.building.build import compose, mrope_section
 from train.graft import Qwen2AudioGraftForConditionalGeneration
-from train.tiny import SPECIAL_TOKENS, tiny_tokenizer
+from train.building.tiny import SPECIAL_TOKENS, tiny_tokenizer
 
 
 def _whisper(folder):

@@ -20,7 +20,7 @@ from mini.corpus.text import (
     sentence_problem,
     split_pools,
 )
-from train.metrics import normalize
+from train.evaluation.metrics import normalize
 
 FORTUNE_TEXT = """A day for firm decisions!!!!!  Or is it?
 %

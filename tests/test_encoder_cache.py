@@ -8,9 +8,9 @@ import soundfile
 import torch
 
 from tests.conftest import make_clip
-from train.data import SpeechCollator, SpeechDataset, load_rows
-from train.encoder_cache import INDEX_FILE, with_encoder_cache
-from train.tiny import build_tiny
+from train.stages.data import SpeechCollator, SpeechDataset, load_rows
+from train.stages.encoder_cache import INDEX_FILE, with_encoder_cache
+from train.building.tiny import build_tiny
 
 
 def _clip_manifest(folder, seconds):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from tests.conftest import make_clip
 from train.graft import build_prompt, num_audio_tokens
-from train.tiny import build_tiny
+from train.building.tiny import build_tiny
 
 SR = 16000
 
@@ -104,8 +104,8 @@ def test_every_downsample_and_projector(tmp_path, downsample, projector_type):
 
 
 def test_audio_only_model_has_no_vision_tower(tmp_path):
-    from train.folder import make_processor
-    from train.tiny import tiny_config, tiny_tokenizer
+    from train.building.folder import make_processor
+    from train.building.tiny import tiny_config, tiny_tokenizer
     from train.graft import Qwen2AudioGraftForConditionalGeneration
 
     tokenizer = tiny_tokenizer()
@@ -125,7 +125,7 @@ def test_audio_only_model_has_no_vision_tower(tmp_path):
 
 
 def test_training_loss_uses_answer_positions_only_and_equals_the_full_loss(tiny):
-    from train.data import SpeechCollator
+    from train.stages.data import SpeechCollator
 
     model, processor = tiny
     batch = SpeechCollator(processor)([{"audio": make_clip(1.0), "text": "ab"}, {"audio": make_clip(2.0, 1), "text": "c"}])

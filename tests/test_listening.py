@@ -7,12 +7,12 @@ import numpy as np
 import torch
 import pytest
 
-import train.toy_audio as toy_audio
-from train import stage2_qlora
-from train.data import SpeechDataset, load_rows
-from train.listening import audio_for, listening_losses, spread_indices
-from train.loading import load_graft
-from train.tiny import build_tiny
+import train.building.toy_audio as toy_audio
+from train.stages import stage2_qlora
+from train.stages.data import SpeechDataset, load_rows
+from train.evaluation.listening import audio_for, listening_losses, spread_indices
+from train.weights.loading import load_graft
+from train.building.tiny import build_tiny
 
 # All of the tiny graft's LLM projections and lm_head: its random lm_head alone cannot make
 # confident predictions (logits of a few tenths), whatever the layers below it learn.

@@ -1,4 +1,4 @@
-"""Precision of the stages (train.precision) and batches grouped by length."""
+"""Precision of the stages (train.weights.precision) and batches grouped by length."""
 
 import pytest
 import torch
@@ -6,9 +6,9 @@ from torch import nn
 from transformers import TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from train import precision
-from train.data import approximate_tokens
-from train.stages import TrainedOnlyTrainer
+from train.weights import precision
+from train.stages.data import approximate_tokens
+from train.stages.common import TrainedOnlyTrainer
 
 
 def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):

@@ -9,10 +9,10 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from tests.conftest import make_clip
 from tests.test_encoder_cache import _clip_manifest
-from train.data import SpeechCollator, SpeechDataset, load_rows
-from train.encoder_cache import with_encoder_cache
+from train.stages.data import SpeechCollator, SpeechDataset, load_rows
+from train.stages.encoder_cache import with_encoder_cache
 from train.graft import Qwen2AudioGraftConfig, build_prompt, encode_real_frames
-from train.tiny import build_tiny
+from train.building.tiny import build_tiny
 
 SR = 16000
 

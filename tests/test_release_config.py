@@ -1,4 +1,4 @@
-"""The root config.json is the release 7B graft and stays in step with `train.release.release_config`."""
+"""The root config.json is the release 7B graft and stays in step with `train.building.release.release_config`."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig
 
-from train.release import release_config
+from train.building.release import release_config
 from train.graft import Qwen2AudioGraftForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,13 +11,13 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from train.args import DataArguments, RecipeArguments, parse_config
-from train.card import build_model_card
-from train.card import main as card_main
-from train.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
-from train.plots import plot_training
-from train.push import FakeHfApi, check_upload, files_to_upload, push
-from train.push import main as push_main
+from train.stages.args import DataArguments, RecipeArguments, parse_config
+from train.publishing.card import build_model_card
+from train.publishing.card import main as card_main
+from train.evaluation.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
+from train.stages.plots import plot_training
+from train.publishing.push import FakeHfApi, check_upload, files_to_upload, push
+from train.publishing.push import main as push_main
 
 # Normalised: "the cat sat on the mat" / "please open the door" / "good morning" (6 + 4 + 2 = 12 words).
 REFERENCES = ["The cat sat on the mat.", "Please open the door", "Good morning!"]
@@ -221,7 +221,7 @@ def tiny_graft(tmp_path_factory):
     import numpy as np
     import soundfile
 
-    from train.tiny import build_tiny
+    from train.building.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("graft")
     folder = root / "tiny-graft"
@@ -292,7 +292,7 @@ def test_config_file_supplies_defaults_and_flags_win(tmp_path):
 
 
 def test_normaliser_uses_whispers_spelling_map():
-    from train.metrics import compute_metrics, normalize
+    from train.evaluation.metrics import compute_metrics, normalize
 
     assert normalize("The colour of the Centre") == "the color of the center"
     assert compute_metrics(["the color is red"], ["the colour is red"])["wer"] == 0.0

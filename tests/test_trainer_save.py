@@ -1,14 +1,14 @@
-"""What the stages' Trainer saves and how it builds its optimizer (train.stages.TrainedOnlyTrainer)."""
+"""What the stages' Trainer saves and how it builds its optimizer (train.stages.common.TrainedOnlyTrainer)."""
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 
-from train.loading import load_graft
-from train.stage1_align import freeze_all_but_projector
-from train.stages import TrainedOnlyTrainer, parameter_groups
-from train.tiny import build_tiny
+from train.weights.loading import load_graft
+from train.stages.stage1_align import freeze_all_but_projector
+from train.stages.common import TrainedOnlyTrainer, parameter_groups
+from train.building.tiny import build_tiny
 
 
 @pytest.fixture(scope="module")

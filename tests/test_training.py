@@ -13,13 +13,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-import train.stages
-from train import stage1_align, stage2_qlora
-from train.data import JoinedClips, SpeechDataset, load_rows
-from train.loading import load_graft
-from train.merge import merge, probe_inputs, save_checked
-from train.tiny import build_tiny
-from train.toy_audio import make_toy_audio
+import train.stages.common
+from train.stages import stage1_align
+from train.stages import stage2_qlora
+from train.stages.data import JoinedClips, SpeechDataset, load_rows
+from train.weights.loading import load_graft
+from train.publishing.merge import merge, probe_inputs, save_checked
+from train.building.tiny import build_tiny
+from train.building.toy_audio import make_toy_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,18 +158,18 @@ def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypa
     folder, manifests = setup
     # --resume where there is no checkpoint yet starts from step 0 (a command that can be rerun after a cut)
     straight = stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ["--resume", "true"]))
-    make_trainer = train.stages.make_trainer
+    make_trainer = train.stages.common.make_trainer
 
     def interrupted(*args, **kwargs):
         trainer = make_trainer(*args, **kwargs)
         trainer.add_callback(_Interrupt())
         return trainer
 
-    monkeypatch.setattr(train.stages, "make_trainer", interrupted)
+    monkeypatch.setattr(train.stages.common, "make_trainer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4))
     assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2"]
-    monkeypatch.setattr(train.stages, "make_trainer", make_trainer)
+    monkeypatch.setattr(train.stages.common, "make_trainer", make_trainer)
     resumed = stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ["--resume", "true"]))
     assert resumed.state.global_step == 4
     steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
@@ -198,14 +199,14 @@ class _RecordWeights(TrainerCallback):
 
 def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkeypatch):
     folder, manifests = setup
-    recorder, make_trainer = _RecordWeights(), train.stages.make_trainer
+    recorder, make_trainer = _RecordWeights(), train.stages.common.make_trainer
 
     def recorded(*args, **kwargs):
         trainer = make_trainer(*args, **kwargs)
         trainer.add_callback(recorder)
         return trainer
 
-    monkeypatch.setattr(train.stages, "make_trainer", recorded)
+    monkeypatch.setattr(train.stages.common, "make_trainer", recorded)
     ema_args = ["--ema_decay", "0.5", "--resume", "true"]
     stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ema_args))
     expected = {k: v.float() for k, v in recorder.seen[0].items()}
@@ -224,10 +225,10 @@ def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkey
         trainer.add_callback(_Interrupt())
         return trainer
 
-    monkeypatch.setattr(train.stages, "make_trainer", interrupted)
+    monkeypatch.setattr(train.stages.common, "make_trainer", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ema_args))
-    monkeypatch.setattr(train.stages, "make_trainer", make_trainer)
+    monkeypatch.setattr(train.stages.common, "make_trainer", make_trainer)
     stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ema_args))
     resumed = load_file(str(tmp_path / "resumed" / "ema" / "model.safetensors"))
     for key in expected:
@@ -319,13 +320,13 @@ def _accelerate(args, tmp_path):
 
 def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
     folder, manifests = setup
-    run = _accelerate(["-m", "train.stage1_align", *_common(folder, manifests, tmp_path / "ddp", 2)], tmp_path)
+    run = _accelerate(["-m", "train.stages.stage1_align", *_common(folder, manifests, tmp_path / "ddp", 2)], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").exists()
     state = json.loads((tmp_path / "ddp" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert state["train_batch_size"] == 2 and "world size 2" in run.stdout + run.stderr
-    run = _accelerate(["-m", "train.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
+    run = _accelerate(["-m", "train.evaluation.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
                        "--data", str(manifests["devtest"]), "--output", str(tmp_path / "eval"),
                        "--max_new_tokens", "3"], tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -336,7 +337,7 @@ def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
 
 
 def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
-    from train import evaluate
+    from train.evaluation import evaluate
 
     folder, manifests = setup
     common = ["--model", str(folder / "graft"), "--data", str(manifests["devtest"]), "--max_new_tokens", "3",
@@ -365,7 +366,7 @@ def _spy_on_transcribe(evaluate, monkeypatch, key: str) -> list:
 
 
 def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path, monkeypatch):
-    from train import evaluate
+    from train.evaluation import evaluate
 
     folder, manifests = setup
     graft = _graft_decoding(folder / "graft", tmp_path / "graft", num_beams=3)

@@ -12,7 +12,7 @@ A graft that listens has `own` far below the other two; one that ignores its aud
 equal. `ListeningCallback` runs the check and the WER at every evaluation and logs `eval_wer`,
 `eval_cer`, `eval_loss_own_audio`, `eval_loss_zeroed_audio` and `eval_loss_shuffled_audio`.
 
-    python -m train.listening --model build/mini-base --adapter mini/trained/stage2 \\
+    python -m train.evaluation.listening --model build/mini-base --adapter mini/trained/stage2 \\
         --data build/demo-corpus/devtest.jsonl --max_samples 24
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from train.data import SpeechCollator
+from train.stages.data import SpeechCollator
 
 WAYS = ("own", "zeroed", "shuffled")
 
@@ -82,7 +82,7 @@ class ListeningCallback(TrainerCallback):
         self.trainer = None
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
-        from train.evaluate import evaluate_dataset
+        from train.evaluation.evaluate import evaluate_dataset
 
         accelerator = self.trainer.accelerator
         entry = {"step": state.global_step}
@@ -110,9 +110,9 @@ class ListeningCallback(TrainerCallback):
 
 
 def main(argv=None):
-    from train.data import SpeechDataset, load_rows
+    from train.stages.data import SpeechDataset, load_rows
     from train.graft import DEFAULT_INSTRUCTION
-    from train.loading import add_graft_arguments, load_graft
+    from train.weights.loading import add_graft_arguments, load_graft
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_graft_arguments(parser)

@@ -2,7 +2,7 @@
 
 Run (a library module; the evaluation stage imports it):
 
-    .venv/bin/python -c "from train.metrics import compute_metrics as m; print(m(['Hello, World!'], ['hello word']))"
+    .venv/bin/python -c "from train.evaluation.metrics import compute_metrics as m; print(m(['Hello, World!'], ['hello word']))"
 
 Why jiwer and not `evaluate`: `evaluate.load("wer")` fetches the metric script from the
 Hugging Face Hub; the `evaluate` wheel ships no metric scripts, so offline it fails with

@@ -13,7 +13,7 @@ from tokenizers import pre_tokenizers
 from transformers import WhisperConfig
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-from train.folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
+from train.building.folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
 from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftForConditionalGeneration
 
 SPECIAL_TOKENS = [

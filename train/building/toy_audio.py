@@ -1,12 +1,12 @@
 """A small generated audio set for smoke runs and tests, where the audio determines the text.
 
-    python -m train.toy_audio --output build/smoke/audio [--train 16 --devtest 6 --words 16 --max_words 3]
+    python -m train.building.toy_audio --output build/smoke/audio [--train 16 --devtest 6 --words 16 --max_words 3]
 
 Each word of the vocabulary has its own tone (`word_frequency`); a clip says its text as one
 0.4 s tone per word, with a little noise, at 16 or 22.05 kHz (the processor resamples). A model
 can only predict the words from the audio, so training on this set shows whether a graft
 listens: the loss with each clip's own audio falls below the loss with the audio zeroed
-(`train.listening`).
+(`train.evaluation.listening`).
 
 The train manifest also holds three broken rows on purpose (a missing file, an empty text, a
 clip over the tiny graft's 120 s maximum) so that skipping and counting is exercised every run.

@@ -9,7 +9,7 @@ are below bfloat16's resolution (2**-8) and would be rounded away on bfloat16 we
 (`grep -o 'avx512_bf16\\|amx_bf16' /proc/cpuinfo`), float32 elsewhere: on a CPU without bf16 units,
 bf16 matrix products are emulated and a training step is several times slower than in float32.
 
-    python -c "from train.precision import cpu_has_bf16; print(cpu_has_bf16())"
+    python -c "from train.weights.precision import cpu_has_bf16; print(cpu_has_bf16())"
 """
 
 from pathlib import Path

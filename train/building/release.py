@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from train.folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MAX_PIXELS, MIN_PIXELS, MODEL_CLASS_REF, make_generation_config
+from train.building.folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MAX_PIXELS, MIN_PIXELS, MODEL_CLASS_REF, make_generation_config
 from train.graft import Qwen2AudioGraftConfig
 
 

@@ -32,7 +32,7 @@ class DataArguments:
     )
     join_clips: float = field(
         default=0.0,
-        metadata={"help": "probability that a training item is its clip joined with others (train.data.JoinedClips)"},
+        metadata={"help": "probability that a training item is its clip joined with others (train.stages.data.JoinedClips)"},
     )
     join_max_clips: int = field(default=3, metadata={"help": "most clips in one joined training item"})
     join_max_seconds: float = field(default=30.0, metadata={"help": "longest joined training item, in seconds"})
@@ -49,7 +49,7 @@ class RecipeArguments:
     precision: str = field(
         default="auto",
         metadata={"help": "auto | bfloat16 | float32: frozen weights and autocast in bf16 where the hardware has it "
-                  "(train.precision); trained weights always float32"},
+                  "(train.weights.precision); trained weights always float32"},
     )  # fmt: skip
     projector_learning_rate: float | None = field(
         default=None, metadata={"help": "the projector's own learning rate (default: learning_rate)"}
@@ -60,7 +60,7 @@ class RecipeArguments:
     ema_decay: float = field(
         default=0.0,
         metadata={"help": "keep an exponential moving average of the trained weights with this decay and save it "
-                  "to <output_dir>/ema (train.ema; 0: none)"},
+                  "to <output_dir>/ema (train.stages.ema; 0: none)"},
     )  # fmt: skip
 
 

@@ -232,7 +232,7 @@ class SpeechCollator:
             "mm_token_type_ids": torch.zeros_like(input_ids, dtype=torch.int32),
             "input_features_mask": torch.as_tensor(np.asarray(batch["input_features_mask"])),
         }
-        if all("encoder_states" in i for i in items):  # stored encoder outputs (train.encoder_cache)
+        if all("encoder_states" in i for i in items):  # stored encoder outputs (train.stages.encoder_cache)
             windows = [w for i in items for w in i["encoder_states"]]  # each (frames, d_model), frames vary
             out["audio_encoder_states"] = pad_sequence(windows, batch_first=True)  # (windows, longest, d_model)
         else:

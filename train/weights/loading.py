@@ -30,9 +30,9 @@ def add_graft_arguments(parser) -> None:
 
 def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **kwargs):
     """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
-    adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""
+    adapter applied (the adapter stays unmerged: `train.publishing.merge` is the step that merges)."""
     if kwargs.get("quantization_config") is not None:
-        from train.quantize import load_4bit
+        from train.weights.quantize import load_4bit
 
         model = load_4bit(model_path, dtype=dtype, **kwargs)
     else:

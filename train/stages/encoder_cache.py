@@ -28,9 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from train.data import SpeechDataset, load_rows
+from train.stages.data import SpeechDataset, load_rows
 from train.graft import WINDOW_SAMPLES, encoder_frames
-from train.loading import load_graft
+from train.weights.loading import load_graft
 
 FRAME_MULTIPLE = 8  # the largest audio_downsample: stored frames cover every downsample's last token
 SHARD_BYTES = 1 << 30

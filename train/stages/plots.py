@@ -2,10 +2,10 @@
 
 Run (on a checkpoint's trainer_state.json):
 
-    .venv/bin/python -m train.plots out/stage1/checkpoint-500/trainer_state.json out/stage1/training.png --title "stage 1"
+    .venv/bin/python -m train.stages.plots out/stage1/checkpoint-500/trainer_state.json out/stage1/training.png --title "stage 1"
 
 Left panel: the training loss, and at each evaluation the held-out loss with each clip's own
-audio beside the loss with the audio zeroed and shuffled (`train.listening`): a graft that
+audio beside the loss with the audio zeroed and shuffled (`train.evaluation.listening`): a graft that
 listens opens a gap between them. Right panel: dev-test WER and CER at each evaluation.
 """
 

@@ -11,11 +11,11 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
-from train.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
-from train.ema import EMACallback
-from train.encoder_cache import with_encoder_cache
-from train.listening import ListeningCallback
-from train.plots import plot_training
+from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from train.stages.ema import EMACallback
+from train.stages.encoder_cache import with_encoder_cache
+from train.evaluation.listening import ListeningCallback
+from train.stages.plots import plot_training
 
 
 def build_datasets(data_args, max_seconds: float, seed: int = 0):

@@ -1,0 +1,1 @@
+"""Evaluation: transcribe and score a test set, the metrics, the listening check."""

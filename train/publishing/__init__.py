@@ -1,0 +1,1 @@
+"""Merge, the model card and the upload."""

@@ -1,0 +1,1 @@
+"""Loading a graft with its trained pieces, 4-bit quantization, training precision."""
