@@ -6,7 +6,7 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
 	asterisk-core-sounds-en asterisk-core-sounds-en-g722
@@ -148,6 +148,13 @@ bench: $(VENV)/.installed
 	@if [ ! -f build/mini-graft/config.json ]; then \
 		$(PY) -m mini.fetch_components --out build/components && $(PY) -m mini.demo assemble; fi
 	$(PY) -m bench.bench --out bench/cpu-results.json
+
+# The release graft's whole path at full size on random weights in the Hub layout (bench/rehearse_7b.py): build,
+# stage 1, stage 2, merge, card, push with --verify, a fresh-process load, NF4 inference. Not in CI: it needs about
+# 24 GiB and 80 GB of free disk and runs for about an hour on 2 cores; it deletes its work folder at the end.
+rehearse-7b: $(VENV)/.installed
+	$(PY) -m mini.fetch_components --out build/components
+	$(PY) -m bench.rehearse_7b --work build/rehearse-7b --out bench/rehearse-7b.json
 
 clean:
 	rm -rf build $(VENV) $(COMPAT_VENV) $(LATEST_VENV) .venv-lock

@@ -54,9 +54,7 @@ def assemble() -> None:
                 projector_norm=wanted["projector_norm"], encode_padding=wanted["encode_padding"])  # fmt: skip
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
-    model, processor = merge(BASE, projector=projector, adapter=adapter)
-    apply_decoding(model.generation_config)
-    error = save_checked(model, processor, GRAFT, BASE, projector, adapter, max_shard_size="500MB")
+    error = merge_and_save(GRAFT, BASE, projector, adapter, max_shard_size="500MB", decoding=apply_decoding)
     print(f"merged {adapter or projector} into {BASE} and saved {GRAFT}: reloaded, its logits are within "
           f"{error:.1e} of the unmerged model's")
 

@@ -18,7 +18,8 @@ from train.stages import stage1_align
 from train.stages import stage2_qlora
 from train.stages.data import JoinedClips, SpeechDataset, load_rows
 from train.weights.loading import load_graft
-from train.publishing.merge import merge, probe_inputs, save_checked
+from train.building.folder import save_graft
+from train.publishing.merge import check_saved, merge, merge_and_save, probe_inputs
 from train.building.tiny import build_tiny
 from train.building.toy_audio import make_toy_audio
 
@@ -278,10 +279,9 @@ def test_stage2_can_start_from_a_saved_adapter(setup, stage2_output, tmp_path):
 def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):
     folder, _ = setup
     _, output = stage2_output
-    merged, processor = merge(folder / "graft", adapter=output)
-    error = save_checked(merged, processor, tmp_path / "merged", folder / "graft", adapter=output)
+    error = merge_and_save(tmp_path / "merged", folder / "graft", adapter=output)
     assert error <= 1e-4
-    reloaded, _ = load_graft(tmp_path / "merged")
+    reloaded, processor = load_graft(tmp_path / "merged")
     adapter_model, _ = load_graft(folder / "graft", adapter=output)
     inputs = probe_inputs(processor)
     with torch.no_grad():
@@ -291,12 +291,12 @@ def test_merged_logits_equal_adapter_logits(setup, stage2_output, tmp_path):
 def test_a_projector_merge_is_checked_against_base_plus_projector_loaded_apart(setup, tmp_path):
     folder, manifests = setup
     stage1_align.main(_common(folder, manifests, tmp_path / "s1", 2))
-    merged, processor = merge(folder / "graft", projector=tmp_path / "s1")
-    assert save_checked(merged, processor, tmp_path / "merged", folder / "graft", projector=tmp_path / "s1") <= 1e-4
+    assert merge_and_save(tmp_path / "merged", folder / "graft", projector=tmp_path / "s1") <= 1e-4
     # The check reads the written folder: a saved model that is not base + projector is refused and removed.
-    other, _ = load_graft(folder / "graft")  # the untrained projector
+    other, processor = load_graft(folder / "graft")  # the untrained projector
+    save_graft(other, processor, tmp_path / "wrong")
     with pytest.raises(ValueError) as info:
-        save_checked(other, processor, tmp_path / "wrong", folder / "graft", projector=tmp_path / "s1")
+        check_saved(tmp_path / "wrong", folder / "graft", projector=tmp_path / "s1")
     assert str(info.value).startswith("The saved model's logits differ from the unmerged model's by ")
     assert str(info.value).endswith(f"(relative), over 1e-04: {tmp_path / 'wrong'} deleted")
     assert not (tmp_path / "wrong").exists()

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from train.graft import DEFAULT_INSTRUCTION  # the instruction the repo's ASR pipeline sends by default
+
 RESULT_KEYS = ("dataset_name", "dataset_type", "split", "wer", "cer", "num_clips")
-# The instruction the repo's ASR pipeline sends by default (DEFAULT_INSTRUCTION in pipeline_qwen2_audio_graft.py).
-DEFAULT_INSTRUCTION = "Transcribe this audio."
 TAGS = ["audio", "speech-recognition", "whisper", "qwen2_vl", "custom_code"]
 
 

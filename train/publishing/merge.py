@@ -5,8 +5,9 @@
 
 The LoRA adapter (with its projector) is applied to the full-precision base, never to a 4-bit
 one (merging into 4-bit weights rounds them again: peft #2321). The check is made on what was
-written: the saved folder is loaded back from disk and its logits on a probe prompt with audio
-are compared with those of the base and the pieces loaded apart (the unmerged model); they must
+written: the merged model is dropped, the saved folder is loaded back from disk and its logits on
+a probe prompt with audio are compared with those of the base and the pieces loaded apart (the
+unmerged model), one model in memory at a time; they must
 agree within `--tolerance` (default: 1e-4 in float32, 5e-2 in bfloat16/float16, relative to the
 largest logit), else the folder is deleted and the error names the difference. Output: sharded
 safetensors, config with auto_map and the ASR pipeline, processor, generation config and the
@@ -14,6 +15,7 @@ remote code.
 """
 
 import argparse
+import gc
 import shutil
 from pathlib import Path
 
@@ -54,14 +56,18 @@ def relative_error(got: torch.Tensor, reference: torch.Tensor) -> float:
     return ((got - reference).abs().max() / reference.abs().max()).item()
 
 
-def save_checked(model, processor, output: Path, base, projector=None, adapter=None, dtype=torch.float32,
-                 tolerance=None, max_shard_size="5GB") -> float:  # fmt: skip
-    """Save the merged model, load it back and compare it with base + pieces loaded apart; returns
-    the relative logit error, or deletes `output` and raises when it is over the tolerance."""
-    save_graft(model, processor, Path(output), max_shard_size=max_shard_size)
-    reloaded, reloaded_processor = load_graft(output, dtype=dtype)
+def check_saved(output: Path, base, projector=None, adapter=None, dtype=torch.float32, tolerance=None) -> float:
+    """Compare the folder written at `output` with base + pieces loaded apart: the relative logit error, or
+    `output` deleted and ValueError when it is over the tolerance. One model is in memory at a time (the
+    saved one, then the unmerged one), so a 7B graft is checked in the memory of one copy."""
+    reloaded, processor = load_graft(output, dtype=dtype)
+    saved_logits = probe_logits(reloaded, processor, dtype)
+    del reloaded
+    gc.collect()
     unmerged, _ = load_graft(base, projector, adapter, dtype=dtype)
-    error = relative_error(probe_logits(reloaded, reloaded_processor, dtype), probe_logits(unmerged, processor, dtype))
+    error = relative_error(saved_logits, probe_logits(unmerged, processor, dtype))
+    del unmerged
+    gc.collect()
     tolerance = DEFAULT_TOLERANCE[dtype] if tolerance is None else tolerance
     if not error <= tolerance:
         shutil.rmtree(output)
@@ -70,6 +76,19 @@ def save_checked(model, processor, output: Path, base, projector=None, adapter=N
             f"{output} deleted"
         )
     return error
+
+
+def merge_and_save(output: Path, base, projector=None, adapter=None, dtype=torch.float32, tolerance=None,
+                   max_shard_size="5GB", decoding=None) -> float:  # fmt: skip
+    """Merge, save (sharded safetensors), drop the merged model, then `check_saved`; returns the error.
+    `decoding` (a function of the generation config) may set the folder's own decoding before it is saved."""
+    model, processor = merge(base, projector, adapter, dtype)
+    if decoding is not None:
+        decoding(model.generation_config)
+    save_graft(model, processor, Path(output), max_shard_size=max_shard_size)
+    del model
+    gc.collect()
+    return check_saved(output, base, projector, adapter, dtype, tolerance)
 
 
 def main(argv=None):
@@ -82,10 +101,8 @@ def main(argv=None):
     parser.add_argument("--max_shard_size", default="5GB")
     parser.add_argument("--tolerance", type=float)
     args = parser.parse_args(argv)
-    dtype = getattr(torch, args.dtype)
-    model, processor = merge(args.base, args.projector, args.adapter, dtype)
-    error = save_checked(model, processor, args.output, args.base, args.projector, args.adapter, dtype, args.tolerance,
-                         args.max_shard_size)  # fmt: skip
+    error = merge_and_save(args.output, args.base, args.projector, args.adapter, getattr(torch, args.dtype),
+                           args.tolerance, args.max_shard_size)  # fmt: skip
     print(f"saved the merged model to {args.output}; reloaded, its logits match the unmerged model's within {error:.2e}")
 
 
