@@ -6,7 +6,7 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b longform clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
 	asterisk-core-sounds-en asterisk-core-sounds-en-g722
@@ -43,8 +43,9 @@ lock:
 	.venv-lock/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --upgrade \
 		--output-file requirements-compat.lock requirements-compat.txt
 
-# Default suite (CPU, no downloads): the remote-code files are also loaded under transformers 5.17.
-test: $(VENV)/.installed $(COMPAT_VENV)/.installed
+# Default suite (CPU, no downloads): the remote-code files are also loaded under transformers 5.17. The corpus
+# tests speak with every TTS engine and the segmenter's with espeak-ng: corpus-deps installs them (no test skips).
+test: $(VENV)/.installed $(COMPAT_VENV)/.installed corpus-deps
 	GRAFT_COMPAT_PYTHONS=$(abspath $(COMPAT_PY)) $(PY) -m pytest -q
 
 # The default suite on the newest versions requirements.txt allows, in an environment of its own:
@@ -119,6 +120,14 @@ demo-train: $(VENV)/.installed demo-deps corpus-deps
 MINI_SWEEP_STEPS ?= 300
 recipe-ablation: $(VENV)/.installed
 	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+
+# Long recordings (docs/mini-graft.md#long-recordings): the long-form sets, then the mini graft on the dev-test set
+# three ways (in segments at batch 1 and 8, as one prompt, Whisper base's long-form pipeline) and each sentence alone.
+longform: $(VENV)/.installed demo-deps corpus-deps
+	$(PY) -m mini.longform make --out build/longform
+	@test -f build/mini-graft/config.json || $(MAKE) demo
+	$(PY) -m mini.longform score --model build/mini-graft --data build/longform/devtest.jsonl --batch_size 1 8 \
+		--whisper --results build/longform/devtest-results.json
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed

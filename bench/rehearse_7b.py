@@ -40,6 +40,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "you/qwen2-vl-7b-audio"
+DONE_WITH = {"build": "hub", "merge": "graft"}  # after the step, the folder no later step reads
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -188,8 +189,8 @@ def rehearse(work: Path, scale: str, device: str, log) -> dict:
         text = (work / f"{name}.log").read_text()
         if "RESULT " in text:
             outputs[name] = json.loads(text.rsplit("RESULT ", 1)[1].splitlines()[0])
-        if name == "build":  # the stand-in checkpoints are not needed any more: give their disk back
-            shutil.rmtree(work / "hub")
+        if name in DONE_WITH:  # what no later step reads: its disk given back
+            shutil.rmtree(work / DONE_WITH[name])
     counts = parameter_counts(work / "merged", work / "stage2")
     return {"steps": rows, "outputs": outputs, "parameters": counts}
 

@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -168,8 +167,6 @@ def test_augment_hits_requested_snr_and_peak():
     assert np.max(np.abs(scaled)) == pytest.approx(10 ** (-6 / 20), rel=1e-6)
 
 
-@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
-                    reason="needs flite and sox (apt-get install flite sox)")
 def test_two_clips_end_to_end(tmp_path):
     jobs = [ClipJob("train", 0, "flite-kal", "Go home now.", tempo=1.1, peak_dbfs=-3.0,
                     noise="white", snr_db=20.0),
@@ -191,8 +188,6 @@ def test_two_clips_end_to_end(tmp_path):
     assert generate(jobs[:2], tmp_path, workers=1, progress=False).reused == 2  # resumable
 
 
-@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
-                    reason="needs flite and sox (apt-get install flite sox)")
 def test_opus_training_clip_is_ogg_at_16k_with_its_manifest_duration(tmp_path):
     job = ClipJob("train", 0, "flite-kal", "Go home now.", peak_dbfs=-3.0, noise="pink", snr_db=20.0,
                   codec="opus")

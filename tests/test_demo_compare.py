@@ -1,7 +1,6 @@
 """mini.demo: compare (pipeline transcripts against a train.evaluation.evaluate run) and keep (choices on validation)."""
 
 import json
-import shutil
 import time
 
 import pytest
@@ -141,8 +140,6 @@ def test_decoding_settings_go_over_the_generation_config(tmp_path):
     assert str(info.value) == f"{tmp_path / 'generation_config.json'}: not generation settings: ['num_beam']"
 
 
-@pytest.mark.skipif(not (shutil.which("flite") and shutil.which("sox")),
-                    reason="needs flite and sox (apt-get install flite sox)")  # fmt: skip
 def test_training_voices_read_the_held_out_voices_texts(tmp_path):
     import soundfile
 

@@ -150,7 +150,7 @@ def test_ct2_whisper_mapping_rejects_key_bias():
 def _component(name: str) -> Path:
     path = COMPONENTS / name
     if not path.exists():
-        pytest.skip(f"{path} missing: run `python -m mini.fetch_components --out {COMPONENTS}` first")
+        pytest.fail(f"{path} missing: run `python -m mini.fetch_components --out {COMPONENTS}` (or make demo) first")
     return path
 
 
@@ -160,7 +160,7 @@ def test_whisper_base_librivox_wer():
 
     model_dir = _component("whisper-base")
     if not (LIBRIVOX_DIR / "transcription").exists():
-        pytest.skip(f"{LIBRIVOX_DIR} missing: apt-get install -y pocketsphinx-testdata")
+        pytest.fail(f"{LIBRIVOX_DIR} missing: make demo-deps installs pocketsphinx-testdata")
     result = librivox_wer(model_dir, LIBRIVOX_DIR)
     assert len(result["clips"]) == 5
     assert result["wer"] <= 0.05, result

@@ -155,18 +155,24 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt("simulated interruption at step 3")
 
 
+def with_callback(monkeypatch, callback):
+    """Make the stages' Trainers carry `callback` too; returns the original `make_trainer`."""
+    make_trainer = train.stages.common.make_trainer
+
+    def extended(*args, **kwargs):
+        trainer = make_trainer(*args, **kwargs)
+        trainer.add_callback(callback)
+        return trainer
+
+    monkeypatch.setattr(train.stages.common, "make_trainer", extended)
+    return make_trainer
+
+
 def test_interrupt_and_resume_continues_the_step_count(setup, tmp_path, monkeypatch):
     folder, manifests = setup
     # --resume where there is no checkpoint yet starts from step 0 (a command that can be rerun after a cut)
     straight = stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ["--resume", "true"]))
-    make_trainer = train.stages.common.make_trainer
-
-    def interrupted(*args, **kwargs):
-        trainer = make_trainer(*args, **kwargs)
-        trainer.add_callback(_Interrupt())
-        return trainer
-
-    monkeypatch.setattr(train.stages.common, "make_trainer", interrupted)
+    make_trainer = with_callback(monkeypatch, _Interrupt())
     with pytest.raises(KeyboardInterrupt):
         stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4))
     assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2"]
@@ -200,14 +206,8 @@ class _RecordWeights(TrainerCallback):
 
 def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkeypatch):
     folder, manifests = setup
-    recorder, make_trainer = _RecordWeights(), train.stages.common.make_trainer
-
-    def recorded(*args, **kwargs):
-        trainer = make_trainer(*args, **kwargs)
-        trainer.add_callback(recorder)
-        return trainer
-
-    monkeypatch.setattr(train.stages.common, "make_trainer", recorded)
+    recorder = _RecordWeights()
+    make_trainer = with_callback(monkeypatch, recorder)
     ema_args = ["--ema_decay", "0.5", "--resume", "true"]
     stage1_align.main(_common(folder, manifests, tmp_path / "straight", 4, ema_args))
     expected = {k: v.float() for k, v in recorder.seen[0].items()}
@@ -220,13 +220,8 @@ def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkey
         torch.testing.assert_close(saved[key], expected[key])
         assert not torch.equal(saved[key], recorder.seen[-1][key])  # an average, not the end
     assert (tmp_path / "straight" / "checkpoint-4" / "ema.safetensors").exists()
-
-    def interrupted(*args, **kwargs):
-        trainer = make_trainer(*args, **kwargs)
-        trainer.add_callback(_Interrupt())
-        return trainer
-
-    monkeypatch.setattr(train.stages.common, "make_trainer", interrupted)
+    monkeypatch.setattr(train.stages.common, "make_trainer", make_trainer)
+    with_callback(monkeypatch, _Interrupt())
     with pytest.raises(KeyboardInterrupt):
         stage1_align.main(_common(folder, manifests, tmp_path / "resumed", 4, ema_args))
     monkeypatch.setattr(train.stages.common, "make_trainer", make_trainer)
