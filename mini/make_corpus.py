@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--devtest_digit_strings", type=int, default=0,
                     help="digit strings per evaluation TTS voice in devtest-digits.jsonl (default 0)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclude_voices", nargs="+", default=[], metavar="BASE_VOICE",
+                    help="training base voices to leave out, e.g. festival-rab_diphone festival-don_diphone (their "
+                         "OALD lexicon is free for non-commercial use only; docs/mini-graft.md, the voice table)")
     ap.add_argument("--train_codec", choices=("wav", "opus"), default="wav",
                     help="training clips as 16-bit WAV (default) or Ogg Opus, about 9x smaller; "
                          "devtest clips are always WAV")
@@ -75,7 +78,8 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     sentences = load_sentences()
     train_pool, validation_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction,
                                                             args.validation_fraction)
-    jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec)
+    exclude = tuple(args.exclude_voices)
+    jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec, exclude=exclude)
     devtest = plan_clean_tts(devtest_pool, args.devtest_per_voice) + plan_real()
     validation = []
     if args.validation_per_voice > 0:
@@ -92,7 +96,7 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     held_out_keys = {sentence_key(j.text) for j in devtest + validation}
     digits = digit_strings(args.digit_strings, args.seed, held_out_keys)
     if digits:
-        jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits")
+        jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits", exclude=exclude)
     if args.devtest_digit_strings > 0:
         voices = len(EVAL_TTS_VOICES)
         held_out = digit_strings(args.devtest_digit_strings * voices, args.seed + 1,

@@ -226,6 +226,15 @@ def test_plan_train_digits_split_has_its_own_stream_and_folder():
     assert plan_train(texts, 3, seed=0, split="digits") == digits
 
 
+def test_plan_train_leaves_out_the_voices_asked():
+    texts = [f"Sentence {i}." for i in range(200)]
+    kept = plan_train(texts, 200, seed=0, exclude=("festival-rab_diphone", "festival-don_diphone"))
+    assert not {j.voice for j in kept} & {"festival-rab_diphone", "festival-don_diphone"}
+    assert {j.voice for j in plan_train(texts, 200, seed=0)} >= {"festival-rab_diphone", "festival-don_diphone"}
+    with pytest.raises(ValueError, match=r"^expected training base voices to exclude \(.*\), got \['mbrola-us1'\]$"):
+        plan_train(texts, 5, seed=0, exclude=("mbrola-us1",))
+
+
 def test_check_disjoint_rejects_a_digit_string_read_in_devtest(tmp_path):
     rec = {"audio": "x.wav", "source": "tts", "voice": "flite-kal", "duration": 1.0}
     write_manifest(tmp_path / "digits.jsonl", [dict(rec, text="Two nine three four zero.")])

@@ -100,14 +100,18 @@ def _draw_augmentation(rng: random.Random) -> dict:
 
 
 def plan_train(pool: list[str], size: int, seed: int, codec: str = "wav",
-               split: str = "train") -> list[ClipJob]:
+               split: str = "train", exclude: tuple[str, ...] = ()) -> list[ClipJob]:
     """Training jobs; job i depends only on the seed and i, so a larger size extends. Each clip is
-    read by a training voice with its own tempo, level, noise, pitch, reverb and prosody; `split`
-    names the folder and manifest (``digits`` for the digit strings)."""
+    read by a training voice (but the base voices in `exclude`) with its own tempo, level, noise,
+    pitch, reverb and prosody; `split` names the folder and manifest (``digits`` for the digit strings)."""
     if not pool:
         raise ValueError("expected a non-empty training sentence pool, got 0 sentences")
+    unknown = sorted(set(exclude) - set(TRAIN_BASE_VOICES))
+    if unknown:
+        raise ValueError(f"expected training base voices to exclude ({', '.join(sorted(TRAIN_BASE_VOICES))}), "
+                         f"got {unknown}")
     rng = random.Random(f"{seed}:{split}-plan")  # "0:train-plan" for the training sentences
-    bases = sorted(TRAIN_BASE_VOICES)
+    bases = sorted(set(TRAIN_BASE_VOICES) - set(exclude))
     weights = [BASE_VOICE_WEIGHTS[b] for b in bases]
     jobs = []
     for i in range(size):
