@@ -100,6 +100,14 @@ report["timestamps"] = {"chunks": [c["timestamp"] for c in timed[0]["chunks"]], 
                         "texts": [direct(recording[int(a * 16000):int(b * 16000)], 2)[0] for a, b in
                                   (c["timestamp"] for c in timed[0]["chunks"])] == [c["text"] for c in timed[0]["chunks"]]}
 # Only the saved folder's copies of the code ran: no module was loaded from the repository itself.
-report["modules_from_repo"] = sorted(name for name, module in list(sys.modules.items())
-                                     if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(repo))
+# The interpreter's own environment may live inside the checkout (a `.venv`): its packages do not count.
+environment = Path(sys.prefix).resolve()
+
+
+def from_repo(module) -> bool:
+    path = getattr(module, "__file__", None)
+    return bool(path) and Path(path).resolve().is_relative_to(repo) and not Path(path).resolve().is_relative_to(environment)
+
+
+report["modules_from_repo"] = sorted(name for name, module in list(sys.modules.items()) if from_repo(module))
 print("REPORT " + json.dumps(report))

@@ -80,9 +80,10 @@ def test_pipeline_errors(asr):
     with pytest.raises(TypeError) as info:
         asr(make_clip(1.0), chunk_length_s=30)
     assert str(info.value) == "Unexpected arguments for the audio graft pipeline: ['chunk_length_s']"
-    with pytest.raises(ValueError) as info:
-        asr(np.zeros(121 * 16000, dtype=np.float32))
+    with pytest.raises(ValueError) as info:  # one prompt for the whole recording
+        asr(np.random.default_rng(0).normal(0, 0.1, 121 * 16000).astype(np.float32), segment_audio=False)
     assert str(info.value) == "audio clip 0 is 121.0 s long; the longest accepted is 120 s (max_audio_seconds)"
+    assert asr(np.zeros(121 * 16000, dtype=np.float32)) == {"text": ""}  # cut at pauses: silence holds no speech
 
 
 def test_beam_width_comes_from_the_generation_config(asr, monkeypatch):
