@@ -2,7 +2,7 @@
 
     python -m bench.rehearse_7b                      # CPU, 24 GiB, about 80 GB of free disk (make rehearse-7b)
     python -m bench.rehearse_7b --device cuda        # the same on a GPU
-    python -m bench.rehearse_7b --scale tiny         # the same steps on a few-MB graft (the tests run this)
+    python -m bench.rehearse_7b --scale tiny         # the same steps on a few-MB graft
 
 Steps, each a separate process run the way a user types it, timed, with its peak resident memory
 (the whole process tree, sampled every 0.2 s) and the disk it leaves written:
