@@ -333,6 +333,40 @@ def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
     assert sorted(ids) == ["devtest-000", "devtest-001", "devtest-002", "devtest-003"]
 
 
+def test_stage2_on_two_processes_equals_one_process(setup, tmp_path):
+    # 2 steps of stage 2 (LoRA without 4-bit) on 2 gloo processes, batch 2 each, against one process
+    # with batch 4: the same weights, and they reload. (accelerate 1.15 offers FSDP and DeepSpeed only
+    # on accelerator devices: on CPU a launch with --use_fsdp runs this same data-parallel path.)
+    folder, manifests = setup
+    extra = ["--load_in_4bit", "false", "--lora_r", "8", "--lora_dropout", "0", "--train_sampling_strategy", "random"]
+    one = _common(folder, manifests, tmp_path / "one", 2, extra)
+    stage2_qlora.main([*one, "--per_device_train_batch_size", "4"])
+    run = _accelerate(["-m", "train.stages.stage2_qlora", *_common(folder, manifests, tmp_path / "two", 2, extra)], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "stage 2: LoRA + projector: 2 process(es), MULTI_CPU" in run.stdout
+    expected = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
+    got = load_file(str(tmp_path / "two" / "adapter_model.safetensors"))
+    assert got.keys() == expected.keys()
+    assert all(expected[key].abs().max() > 0 for key in expected if ".lora_B." in key)  # LoRA B starts at 0: trained
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-3, atol=1e-3 * expected[key].abs().max().item())
+    model, processor = load_graft(folder / "graft", adapter=tmp_path / "two")
+    reference, _ = load_graft(folder / "graft", adapter=tmp_path / "one")
+    inputs = probe_inputs(processor)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_seed_makes_stage2_repeatable(setup, tmp_path):
+    # LoRA's A matrices are drawn at random: the seed must be set before them, or two runs differ.
+    folder, manifests = setup
+    extra = ["--load_in_4bit", "false", "--lora_r", "8", "--lora_dropout", "0"]
+    for name in ("a", "b"):
+        stage2_qlora.main(_common(folder, manifests, tmp_path / name, 1, [*extra, "--save_steps", "1"]))
+    first, second = (load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("a", "b"))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
     from train.evaluation import evaluate
 

@@ -142,6 +142,12 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str):
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
     resumable = recipe.resume and Path(training_args.output_dir).is_dir()
     last = get_last_checkpoint(training_args.output_dir) if resumable else None
+    accelerator = trainer.accelerator
+    if trainer.is_world_process_zero():
+        print(f"{title}: {accelerator.num_processes} process(es), {accelerator.distributed_type.value}")
+    if recipe.ema_decay and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ValueError("ema_decay needs the whole trained weights in each process; FSDP and DeepSpeed shard "
+                         "them: set ema_decay 0")
     ema = EMACallback(model, recipe.ema_decay) if recipe.ema_decay else None
     if ema is not None:
         ema.resume_from(last)

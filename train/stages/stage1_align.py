@@ -13,7 +13,7 @@ elsewhere); the projector always trains in float32 (`train.weights.precision`).
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from train.stages.args import DataArguments, RecipeArguments, parse_config
 from train.weights.loading import PROJECTOR_PREFIX, load_graft
@@ -37,6 +37,7 @@ def main(argv=None):
     stage, recipe, data_args, training_args = parse_config(
         (Stage1Arguments, RecipeArguments, DataArguments, TrainingArguments), argv
     )
+    set_seed(training_args.seed)  # before any random initialization (LoRA's A matrices): a run is its seed's
     dtype = apply_precision(training_args, recipe.precision)
     model, processor = load_graft(stage.model_path, dtype=dtype)
     trainable = freeze_all_but_projector(model)

@@ -15,7 +15,7 @@ adapter with the projector (`adapter_model.safetensors`, PEFT's `modules_to_save
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from train.stages.args import DataArguments, RecipeArguments, parse_config
 from train.weights.loading import load_graft
@@ -81,6 +81,7 @@ def main(argv=None):
     stage, recipe, data_args, training_args = parse_config(
         (Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments), argv
     )
+    set_seed(training_args.seed)  # before any random initialization (LoRA's A matrices): a run is its seed's
     dtype = apply_precision(training_args, recipe.precision)
     quantization = nf4_config(dtype) if stage.load_in_4bit else None
     model, processor = load_graft(stage.model_path, stage.projector_path, dtype=dtype, quantization_config=quantization)
