@@ -6,7 +6,7 @@ COMPAT_VENV := .venv-tf517
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 OUT ?= build/smoke
 
-.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b longform vllm-test clean
+.PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train recipe-ablation smoke-train bench rehearse-7b longform vllm-test vllm-mini-test clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
 CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
 	asterisk-core-sounds-en asterisk-core-sounds-en-g722
@@ -142,7 +142,14 @@ $(VLLM_VENV)/.installed: pyproject.toml vllm_plugin/pyproject.toml
 	@touch $@
 
 vllm-test: $(VLLM_VENV)/.installed
-	cd vllm_plugin && VLLM_CPU_KVCACHE_SPACE=2 ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	cd vllm_plugin && VLLM_CPU_KVCACHE_SPACE=1 ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The mini graft served by vLLM (after make demo): the transcription endpoint, and the 92 dev-test clips
+# through LLM.generate against the stock pipeline (identical transcripts, WER and speed of each).
+vllm-mini-test: $(VLLM_VENV)/.installed
+	cd vllm_plugin && ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider -m mini
+	$(VLLM_VENV)/bin/python vllm_plugin/compare_mini.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl \
+		--out build/vllm-compare.json
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed
