@@ -51,9 +51,7 @@ QWEN2_VL_7B_CONFIG = {
 # A few-MB model of the same layout (the tests' tiny graft's sizes).
 QWEN2_VL_TINY_CONFIG = {
     **QWEN2_VL_7B_CONFIG, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "max_window_layers": 2, "vocab_size": 512, "bos_token_id": None, "eos_token_id": None,
-    "vision_start_token_id": None, "vision_end_token_id": None, "vision_token_id": None, "image_token_id": None,
-    "video_token_id": None,
+    "num_key_value_heads": 2, "max_window_layers": 2, "vocab_size": 512,  # token ids: the tests' tokenizer's
     "vision_config": {"depth": 1, "embed_dim": 32, "mlp_ratio": 2, "num_heads": 2, "in_chans": 3, "hidden_size": 64,
                       "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14, "temporal_patch_size": 2},
     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
@@ -142,10 +140,21 @@ def qwen2_vl_tokenizer(source: str | None, folder: Path) -> None:
         raise ValueError(f"{source}: expected added tokens up to {LAST_QWEN2_VL_TOKEN} (<|video_pad|>), got up to {last}")
 
 
+def tiny_token_ids() -> dict:
+    """The special token ids of the tests' byte-level tokenizer, under Qwen2-VL's config names."""
+    from train.building.tiny import tiny_tokenizer
+
+    ids = tiny_tokenizer().convert_tokens_to_ids
+    return {"bos_token_id": ids("<|im_start|>"), "eos_token_id": ids("<|im_end|>"),
+            "vision_start_token_id": ids("<|vision_start|>"), "vision_end_token_id": ids("<|vision_end|>"),
+            "vision_token_id": ids("<|image_pad|>"), "image_token_id": ids("<|image_pad|>"),
+            "video_token_id": ids("<|video_pad|>")}  # fmt: skip
+
+
 def write_qwen2_vl(out: Path, scale: str, tokenizer: str | None) -> Path:
     folder = out / "Qwen2-VL-7B-Instruct"
     folder.mkdir(parents=True, exist_ok=True)
-    published = QWEN2_VL_7B_CONFIG if scale == "full" else QWEN2_VL_TINY_CONFIG
+    published = QWEN2_VL_7B_CONFIG if scale == "full" else {**QWEN2_VL_TINY_CONFIG, **tiny_token_ids()}
     (folder / "config.json").write_text(json.dumps(published, indent=2) + "\n")
     config = Qwen2VLConfig.from_pretrained(folder)
     with torch.device("meta"):

@@ -78,15 +78,17 @@ def run_step(name: str, command: list[str], work: Path, env: dict, log) -> dict:
 
 
 FRESH_PROCESS = """
-import json, sys
-import numpy as np, soundfile
+import gc, json, sys
 from transformers import AutoModel, pipeline
 folder, wav = sys.argv[1:3]
 model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype="auto")
-asr = pipeline("automatic-speech-recognition", model=model, processor=folder, trust_remote_code=True)
+auto_model = type(model).__name__
+del model  # one copy in memory at a time
+gc.collect()
+asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True, dtype="auto")
 out = asr(wav, max_new_tokens=4)
-print("RESULT " + json.dumps({"class": type(model).__name__, "pipeline": type(asr).__name__, "text": out["text"],
-                              "dtype": str(model.dtype)}))
+print("RESULT " + json.dumps({"class": auto_model, "pipeline": type(asr).__name__, "text": out["text"],
+                              "dtype": str(asr.model.dtype)}))
 """
 
 NF4_AUDIO_ONLY = """

@@ -1,0 +1,26 @@
+"""The release path's rehearsal (`bench.rehearse_7b`) at its tiny scale: every step a user runs, in order,
+on random weights in the Hub layout (`make rehearse-7b` runs the same steps at full size)."""
+
+import json
+
+from bench import rehearse_7b
+
+STEPS = ["checkpoints", "toy_audio", "build", "stage1", "stage2", "merge", "evaluate", "card", "push",
+         "fresh_process", "nf4_audio_only"]  # fmt: skip
+
+
+def test_every_release_step_runs_at_tiny_scale(tmp_path):
+    out = tmp_path / "rehearsal.json"
+    results = rehearse_7b.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert json.loads(out.read_text()) == results
+    assert [row["step"] for row in results["steps"]] == STEPS
+    assert all(row["returncode"] == 0 and row["seconds"] > 0 and row["peak_rss_gib"] > 0 for row in results["steps"])
+    target = "Qwen2AudioGraftForConditionalGeneration"
+    fresh = results["outputs"]["fresh_process"]
+    assert (fresh["class"], fresh["pipeline"], fresh["dtype"]) == (target, "Qwen2AudioGraftASRPipeline", "torch.bfloat16")
+    assert results["outputs"]["nf4_audio_only"]["visual"] is True  # the vision tower left out
+    assert results["outputs"]["nf4_audio_only"]["new_tokens"] == 4
+    counts = results["parameters"]
+    assert counts["total"] == sum(counts[part] for part in ("llm", "vision", "encoder", "projector"))
+    assert counts["lora"] > 0 and counts["projector"] > 0
+    assert not (tmp_path / "work").exists()  # the work folder is given back
