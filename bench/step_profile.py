@@ -14,7 +14,6 @@ import time
 import numpy as np
 import torch
 
-from train.stages.args import DataArguments
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.graft import DEFAULT_INSTRUCTION
 from train.weights.loading import load_graft

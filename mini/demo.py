@@ -43,7 +43,7 @@ DECODING = "generation_config.json"  # in mini/trained: settings over the base's
 
 def assemble() -> None:
     from train.building.build import compose
-    from train.publishing.merge import merge, save_checked
+    from train.publishing.merge import merge_and_save
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
     wanted = {key: recipe[key] for key in RECIPE_KEYS}
