@@ -133,9 +133,17 @@ def parameter_counts(folder: Path, adapter: Path) -> dict:
     return counts
 
 
+def clean_manifest(audio: Path) -> Path:
+    """The toy set's generated training clips, without the broken rows it holds for the tests (one of them
+    a 121 s clip, which the release graft's 300 s limit accepts): clips like the real corpus's."""
+    rows = [line for line in (audio / "train.jsonl").read_text().splitlines() if json.loads(line)["id"].startswith("train-")]
+    (audio / "clips.jsonl").write_text("\n".join(rows) + "\n")
+    return audio / "clips.jsonl"
+
+
 def stage_flags(work: Path, output: str, device: str) -> list[str]:
     audio = work / "audio"
-    flags = ["--model_path", str(work / "graft"), "--train_data", str(audio / "train.jsonl"), "--streaming", "false",
+    flags = ["--model_path", str(work / "graft"), "--train_data", str(audio / "clips.jsonl"), "--streaming", "false",
              "--audio_column", "audio", "--text_column", "text", "--eval_data", "", "--eval_strategy", "no",
              "--max_steps", "2", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
              "--save_steps", "2", "--logging_steps", "1", "--output_dir", str(work / output), "--report_to", "none"]  # fmt: skip
@@ -187,6 +195,8 @@ def rehearse(work: Path, scale: str, device: str, log) -> dict:
     for name, command in steps(work, scale, device):
         if name == "fresh_process":
             make_standin(work)
+        if name == "stage1":
+            clean_manifest(work / "audio")
         rows.append(run_step(name, command, work, fresh_env if name == "fresh_process" else env, log))
         text = (work / f"{name}.log").read_text()
         if "RESULT " in text:

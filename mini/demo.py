@@ -125,7 +125,8 @@ def transcribe_all(asr, clips, desc: str, **kwargs) -> list[dict]:
     """The pipeline's outputs for `clips`, with a progress bar."""
     from tqdm.auto import tqdm
 
-    return list(tqdm(asr(iter(clips), **kwargs), total=len(clips), desc=desc, unit="clip"))
+    # A generator, not a list: the pipeline then yields each output as it is done (a list returns all at the end).
+    return list(tqdm(asr((clip for clip in clips), **kwargs), total=len(clips), desc=desc, unit="clip"))
 
 
 def long_recording(asr, num_beams: int) -> dict | None:

@@ -106,3 +106,13 @@ def test_beam_width_comes_from_the_generation_config(asr, monkeypatch):
         out = generate(**inputs, do_sample=False, num_beams=3, **settings)
     assert beams == asr.processor.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
     assert greedy == generated(asr, make_clip(1.0), new_tokens=3)[0]
+
+
+def test_a_generator_of_clips_streams_the_same_outputs(asr):
+    # mini.demo feeds a generator to show progress: outputs come one by one, as for a list.
+    from mini.demo import transcribe_all
+
+    clips, settings = [make_clip(s) for s in (0.6, 1.4, 2.2)], {"generate_kwargs": text_only(asr, 3)}
+    expected = [asr(clip, **settings) for clip in clips]
+    assert transcribe_all(asr, clips, "clips", batch_size=2, **settings) == expected
+    assert all(out["text"] for out in expected)
