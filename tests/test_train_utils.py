@@ -304,3 +304,18 @@ def test_card_says_what_the_scoring_does(tmp_path):
     # and the scoring does use the map: British spellings count as the American ones
     assert normalize("The colour of our harbour") == "the color of our harbor"
     assert compute_metrics(["the colour"], ["the color"])["wer"] == 0.0
+
+
+def test_only_whispers_own_argument_notice_is_dropped(caplog):
+    import logging
+
+    import train  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("transformers.generation.utils")
+    head = "Passing `generation_config` together with generation-related arguments=("
+    tail = ") is deprecated and will be removed in future versions."
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning(head + "{'begin_suppress_tokens', 'suppress_tokens'}" + tail)
+        logger.warning(head + "{'suppress_tokens', 'begin_suppress_tokens'}" + tail)
+        logger.warning(head + "{'num_beams'}" + tail)
+    assert [record.getMessage() for record in caplog.records] == [head + "{'num_beams'}" + tail]

@@ -11,3 +11,20 @@ import warnings  # noqa: E402
 # PEFT 0.21 reads `model.is_gradient_checkpointing` on every model it wraps, which transformers 5.24 deprecates
 # (FutureWarning); nothing here enables checkpointing through that name.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+class _WhisperOwnArguments(logging.Filter):
+    """transformers 5.24's Whisper `generate` passes its config's suppress tokens beside the config itself
+    (generation_whisper.py), then warns the caller that passing both is deprecated: that one notice is dropped."""
+
+    PREFIX = "Passing `generation_config` together with generation-related arguments=({"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        names = message[len(self.PREFIX) : message.index("}")].replace("'", "").split(", ")
+        return set(names) != {"suppress_tokens", "begin_suppress_tokens"}
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_WhisperOwnArguments())
