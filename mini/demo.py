@@ -132,9 +132,7 @@ def transcribe_all(asr, clips, desc: str, **kwargs) -> list[dict]:
 def long_recording(asr, num_beams: int) -> dict | None:
     """The first recording of the long-form dev-test set (about 2 minutes): the graft's segmented
     transcript with timestamps beside Whisper base's long-form pipeline (30 s chunks)."""
-    from transformers import pipeline
-
-    from mini.longform import load, timestamp_errors
+    from mini.longform import load, timestamp_errors, whisper_long_form
     from train.evaluation.metrics import compute_metrics
 
     if not LONGFORM.exists():
@@ -144,9 +142,7 @@ def long_recording(asr, num_beams: int) -> dict | None:
     out = asr(row["samples"], return_timestamps=True, batch_size=8)
     seconds = time.time() - started
     errors = timestamp_errors(row["sentences"], out["chunks"])
-    whisper = pipeline("automatic-speech-recognition", model=str(COMPONENTS / "whisper-base"), chunk_length_s=30)
-    whisper.model.generation_config.update(language="en", task="transcribe", num_beams=num_beams)
-    theirs = whisper(row["samples"], batch_size=8)["text"].strip()
+    theirs = whisper_long_form(num_beams, str(COMPONENTS / "whisper-base"))(row["samples"], batch_size=8)["text"].strip()
     return {"seconds": row["duration"], "sentences": len(row["sentences"]), "segments": len(out["chunks"]),
             "wer": compute_metrics([row["text"]], [out["text"]])["wer"],
             "whisper_base_wer": compute_metrics([row["text"]], [theirs])["wer"],

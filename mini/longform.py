@@ -159,6 +159,17 @@ def score_segmented(asr, rows, max_segment_seconds: float, batch_size: int) -> d
             "seconds": round(seconds, 1), "hypotheses": [o["text"] for o in outs]}  # fmt: skip
 
 
+def whisper_long_form(num_beams: int, model: str = "build/components/whisper-base"):
+    """Whisper base's own long-form transcription: the stock pipeline over 30 s chunks, English, `num_beams`."""
+    from transformers import pipeline
+
+    base = pipeline("automatic-speech-recognition", model=model, chunk_length_s=30)
+    base.model.generation_config.update(language="en", task="transcribe", num_beams=num_beams)
+    # The converted checkpoint's tokenizer names no pad token, which batching needs; Whisper pads with <|endoftext|>.
+    base.tokenizer.pad_token = base.tokenizer.eos_token
+    return base
+
+
 def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes: list[int], whole: bool, clips: bool,
           whisper: bool, limit: int | None = None) -> dict:  # fmt: skip
     from transformers import pipeline
@@ -188,8 +199,7 @@ def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes:
         results["sentence_clips"] = {"wer": compute_metrics([s["text"] for s in sentences], hyps)["wer"], "clips": len(hyps)}
         print(f"each sentence alone: WER {results['sentence_clips']['wer']:.1%}")
     if whisper:
-        base = pipeline("automatic-speech-recognition", model="build/components/whisper-base", chunk_length_s=30,
-                        generate_kwargs={"language": "en", "task": "transcribe", "num_beams": results["num_beams"]})
+        base = whisper_long_form(results["num_beams"])
         hyps = [o["text"].strip() for o in base([r["samples"] for r in rows], batch_size=8)]
         results["whisper_base"] = {"wer": compute_metrics(refs, hyps)["wer"], "hypotheses": hyps}
         print(f"Whisper base, chunk_length_s=30: WER {results['whisper_base']['wer']:.1%}")

@@ -10,6 +10,7 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,3 +189,19 @@ def test_qwen_tokenizer_and_chat():
                                         "<|image_pad|>": 151655, "<|video_pad|>": 151656}
     assert info["len_tokenizer"] == 151665 and info["config_vocab_size"] == 151936
     assert "Paris" in qwen_chat_answer(qwen_dir)
+
+
+@pytest.mark.mini
+def test_whisper_base_long_form_pipeline_batches():
+    # The converted checkpoint's tokenizer names no pad token; the long-form comparison batches its chunks.
+    from mini.fetch_components import LIBRIVOX_DIR
+    from mini.longform import whisper_long_form
+    from train.graft import load_audio
+
+    clips = sorted(LIBRIVOX_DIR.glob("*.wav"))[:2]
+    if not clips:
+        pytest.fail(f"{LIBRIVOX_DIR} missing: make demo-deps installs pocketsphinx-testdata")
+    audio = np.concatenate([load_audio(path) for path in clips] * 3)  # over 30 s: several chunks
+    asr = whisper_long_form(1, str(_component("whisper-base")))
+    text = asr(audio, batch_size=8)["text"]
+    assert len(audio) > 30 * 16000 and len(text.split()) > 40
