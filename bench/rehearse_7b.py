@@ -43,14 +43,19 @@ REPO_ID = "you/qwen2-vl-7b-audio"
 DONE_WITH = {"build": "hub", "merge": "graft"}  # after the step, the folder no later step reads
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
+def tree_rss(process: psutil.Process) -> tuple[int, int]:
+    """(resident, anonymous) bytes of the process tree. Resident counts the pages of memory-mapped
+    checkpoint files too (safetensors loads by mmap); anonymous (resident less file-backed) is what the
+    process itself holds, the part that no other process or the page cache can share."""
+    total = anonymous = 0
     for proc in [process, *process.children(recursive=True)]:
         try:
-            total += proc.memory_info().rss
+            info = proc.memory_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        total += info.rss
+        anonymous += info.rss - info.shared
+    return total, anonymous
 
 
 def folder_bytes(folder: Path) -> int:
@@ -63,11 +68,13 @@ def run_step(name: str, command: list[str], work: Path, env: dict, log) -> dict:
     started = time.time()
     with open(work / f"{name}.log", "w") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-        watched, peak = psutil.Process(process.pid), 0
+        watched, peak, peak_anonymous = psutil.Process(process.pid), 0, 0
         while process.poll() is None:
-            peak = max(peak, tree_rss(watched))
+            resident, anonymous = tree_rss(watched)
+            peak, peak_anonymous = max(peak, resident), max(peak_anonymous, anonymous)
             time.sleep(0.2)
     row = {"step": name, "seconds": round(time.time() - started, 1), "peak_rss_gib": round(peak / 2**30, 2),
+           "peak_anonymous_gib": round(peak_anonymous / 2**30, 2),
            "disk_written_gb": round((folder_bytes(work) - before) / 1e9, 2), "returncode": process.returncode,
            "command": " ".join(command[2:] if command[1] == "-m" else command)}  # fmt: skip
     log(row)
@@ -103,10 +110,14 @@ model = load_4bit(folder, nf4_config(dtype), config=config, dtype=dtype, device_
 processor = Qwen2AudioGraftProcessor.from_pretrained(folder, trust_remote_code=True)
 inputs = processor(text=build_prompt(processor), audio=load_audio(wav), sampling_rate=16000).to(model.device)
 inputs["input_features"] = inputs["input_features"].to(dtype)
+import gc, psutil
+gc.collect()
+loaded = psutil.Process().memory_info()
 with torch.no_grad():
     out = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
 print("RESULT " + json.dumps({"visual": model.model.visual is None, "new_tokens": out.shape[1] - inputs["input_ids"].shape[1],
-                              "weights_gb": round(model.get_memory_footprint() / 1e9, 2)}))
+                              "weights_gb": round(model.get_memory_footprint() / 1e9, 2),
+                              "anonymous_after_load_gib": round((loaded.rss - loaded.shared) / 2**30, 2)}))
 """
 
 
@@ -221,8 +232,9 @@ def hardware(device: str) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| step | seconds | peak RSS (GiB) | disk written (GB) |", "|---|---|---|---|"]
-    lines += [f"| {r['step']} | {r['seconds']:,.0f} | {r['peak_rss_gib']} | {r['disk_written_gb']} |" for r in results["steps"]]
+    lines = ["| step | seconds | peak RSS (GiB) | of it anonymous (GiB) | disk written (GB) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['step']} | {r['seconds']:,.0f} | {r['peak_rss_gib']} | {r.get('peak_anonymous_gib', '-')} | "
+              f"{r['disk_written_gb']} |" for r in results["steps"]]  # fmt: skip
     counts = results["parameters"]
     lines.append("\nparameters: " + ", ".join(f"{k} {v / 1e9:.3f} B" if v > 1e8 else f"{k} {v / 1e6:.2f} M"
                                               for k, v in counts.items()))  # fmt: skip

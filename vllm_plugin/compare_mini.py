@@ -11,7 +11,6 @@ memory; with `--out`, writes them as JSON. Run it when nothing else uses the CPU
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -20,10 +19,40 @@ if __name__ == "__main__":  # vLLM spawns its engine: everything below runs in t
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def peak_rss_gib() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 2**20, 2)
+class PeakMemory:
+    """The peak resident memory of this process and all its children (vLLM's engine runs in spawned
+    processes), sampled every 0.2 s in a thread while the block runs."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self.peak, self.done = 0, threading.Event()
+        me = psutil.Process()
+
+        def sample():
+            while not self.done.is_set():
+                total = 0
+                for proc in [me, *me.children(recursive=True)]:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+                time.sleep(0.2)
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def gib(self) -> float:
+        return round(self.peak / 2**30, 2)
 
 
 def rows(manifest: Path) -> list[dict]:
@@ -76,16 +105,17 @@ def main(argv=None):
     clips, refs = [r["samples"] for r in data], [r["text"] for r in data]
     audio_seconds = sum(len(c) for c in clips) / 16000
     results = {"clips": len(clips), "audio_seconds": round(audio_seconds, 1)}
-    ways = ("vllm", "transformers") if args.way == "both" else (args.way,)
+    ways = ("transformers", "vllm") if args.way == "both" else (args.way,)
     texts = {}
-    for way in ways:
-        if way == "vllm":
-            texts[way], seconds = with_vllm(args.model, clips, args.max_tokens)
-        else:
-            texts[way], seconds = with_transformers(args.model, clips, args.max_tokens, args.batch_size)
+    for way in ways:  # one way after the other, each its own peak (the first way's memory is given back)
+        with PeakMemory() as memory:
+            if way == "vllm":
+                texts[way], seconds = with_vllm(args.model, clips, args.max_tokens)
+            else:
+                texts[way], seconds = with_transformers(args.model, clips, args.max_tokens, args.batch_size)
         results[way] = {"wer": compute_metrics(refs, texts[way])["wer"], "seconds": round(seconds, 1),
                         "clips_per_second": round(len(clips) / seconds, 3), "rtfx": round(audio_seconds / seconds, 2),
-                        "peak_rss_gib": peak_rss_gib()}  # fmt: skip
+                        "peak_rss_gib": memory.gib}  # fmt: skip
         print(f"{way}: " + json.dumps(results[way]), flush=True)
     if len(ways) == 2:
         same = [a == b for a, b in zip(texts["vllm"], texts["transformers"])]
