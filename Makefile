@@ -150,6 +150,7 @@ vllm-mini-test: $(VLLM_VENV)/.installed
 	cd vllm_plugin && ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider -m mini
 	$(VLLM_VENV)/bin/python vllm_plugin/compare_mini.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl \
 		--out build/vllm-compare.json
+	$(VLLM_VENV)/bin/python vllm_plugin/near_ties.py --compare build/vllm-compare.json
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed
