@@ -162,10 +162,10 @@ smoke-train: $(VENV)/.installed
 	$(PY) -m train.build --tiny --output $(OUT)/tiny-graft
 	$(PY) -m train.building.toy_audio --output $(OUT)/audio
 	$(PY) -m train.stage1_align --config train/configs/tiny_stage1.yaml --model_path $(OUT)/tiny-graft \
-		--train_data $(OUT)/audio/train.jsonl --eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage1
+		--train_data $(OUT)/audio/train.jsonl --eval_data $(OUT)/audio/validation.jsonl --output_dir $(OUT)/stage1
 	$(PY) -m train.stage2_qlora --config train/configs/tiny_stage2.yaml --model_path $(OUT)/tiny-graft \
 		--projector_path $(OUT)/stage1 --train_data $(OUT)/audio/train.jsonl \
-		--eval_data $(OUT)/audio/devtest.jsonl --output_dir $(OUT)/stage2
+		--eval_data $(OUT)/audio/validation.jsonl --output_dir $(OUT)/stage2
 	$(PY) -m train.merge --base $(OUT)/tiny-graft --adapter $(OUT)/stage2 --output $(OUT)/merged --max_shard_size 300KB
 	$(PY) -m train.evaluate --model $(OUT)/merged --data $(OUT)/audio/devtest.jsonl --output $(OUT)/eval \
 		--max_new_tokens 6 --dataset_name "toy tones"

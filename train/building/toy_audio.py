@@ -48,14 +48,17 @@ def _write_split(folder: Path, name: str, count: int, rng, words: int, max_words
 
 
 def make_toy_audio(output: Path, train: int = 16, devtest: int = 6, seed: int = 0, words: int = 16,
-                   max_words: int = 3) -> dict:  # fmt: skip
-    """Write the clips and `train.jsonl` / `devtest.jsonl`; returns the two manifest paths."""
+                   max_words: int = 3, validation: int = 4) -> dict:  # fmt: skip
+    """Write the clips and `train.jsonl` / `devtest.jsonl` / `validation.jsonl` (what in-training evaluation
+    reads: choices are never made on dev-test); returns the manifest paths by split."""
     if not 1 <= words <= len(WORDS):
         raise ValueError(f"words must be between 1 and {len(WORDS)}, got {words}")
     output.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     splits = {"train": _write_split(output, "train", train, rng, words, max_words),
-              "devtest": _write_split(output, "devtest", devtest, rng, words, max_words)}  # fmt: skip
+              "devtest": _write_split(output, "devtest", devtest, rng, words, max_words),
+              # drawn last, so that train and dev-test stay the clips they were before this split
+              "validation": _write_split(output, "validation", validation, rng, words, max_words)}  # fmt: skip
     soundfile.write(output / "too-long.wav", np.zeros(121 * 16000, dtype=np.int16), 16000)
     splits["train"] += [
         {"audio": "missing.wav", "text": "never heard", "id": "broken-missing"},
@@ -73,11 +76,12 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--train", type=int, default=16)
     parser.add_argument("--devtest", type=int, default=6)
+    parser.add_argument("--validation", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--words", type=int, default=16, help="vocabulary size (one tone per word)")
     parser.add_argument("--max_words", type=int, default=3, help="words per clip, at most")
     args = parser.parse_args(argv)
-    print(make_toy_audio(args.output, args.train, args.devtest, args.seed, args.words, args.max_words))
+    print(make_toy_audio(args.output, args.train, args.devtest, args.seed, args.words, args.max_words, args.validation))
 
 
 if __name__ == "__main__":
