@@ -96,12 +96,10 @@ def long_clip(rows: list[dict], seconds: float = 40.0) -> dict:
 
 def whisper_base(rows: list[dict], batch_size=8, num_beams=1) -> list[str]:
     from tqdm.auto import tqdm
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    model = WhisperForConditionalGeneration.from_pretrained(COMPONENTS / "whisper-base").eval()
-    processor = WhisperProcessor.from_pretrained(COMPONENTS / "whisper-base")
-    # English transcription, set in the generation config rather than beside it at each call
-    model.generation_config.update(language="en", task="transcribe", num_beams=num_beams, do_sample=False)
+    from mini.longform import load_whisper
+
+    model, processor = load_whisper(str(COMPONENTS / "whisper-base"), num_beams)
     texts = []
     for start in tqdm(range(0, len(rows), batch_size), desc="Whisper base", unit="batch"):
         batch = [r["samples"] for r in rows[start : start + batch_size]]

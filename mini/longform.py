@@ -160,6 +160,16 @@ def score_segmented(asr, rows, max_segment_seconds: float, batch_size: int) -> d
             "seconds": round(seconds, 1), "hypotheses": [o["text"] for o in outs]}  # fmt: skip
 
 
+def load_whisper(model: str, num_beams: int):
+    """(model, processor) of a Whisper checkpoint set to transcribe English with `num_beams`, in its
+    generation config rather than beside it at each call."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    whisper = WhisperForConditionalGeneration.from_pretrained(model).eval()
+    whisper.generation_config.update(language="en", task="transcribe", num_beams=num_beams, do_sample=False)
+    return whisper, WhisperProcessor.from_pretrained(model)
+
+
 def whisper_long_form(num_beams: int, model: str = "build/components/whisper-base"):
     """Whisper base's own long-form transcription: a function from recordings to texts.
 
@@ -167,11 +177,7 @@ def whisper_long_form(num_beams: int, model: str = "build/components/whisper-bas
     window resumed where the last segment ended), English, `num_beams`. The stock pipeline's chunked
     alternative (`chunk_length_s=30`) dropped whole sentences here: 167 of 334 words of the first
     dev-test recording, 55.7% WER greedy, where the sequential decoding gives 8.3%."""
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-    whisper = WhisperForConditionalGeneration.from_pretrained(model).eval()
-    processor = WhisperProcessor.from_pretrained(model)
-    whisper.generation_config.update(language="en", task="transcribe", num_beams=num_beams, do_sample=False)
+    whisper, processor = load_whisper(model, num_beams)
 
     def transcribe(recordings: list[np.ndarray]) -> list[str]:
         texts = []
