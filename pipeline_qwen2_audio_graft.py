@@ -10,6 +10,7 @@ timestamps on request.
 
 import io
 import os
+import re
 
 import numpy as np
 import torch
@@ -104,6 +105,70 @@ def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = 20.0, min_
     return [(start * FRAME_SAMPLES, min(end * FRAME_SAMPLES, len(samples))) for start, end in segments]
 
 
+# Within a segment, `return_timestamps=True` times each sentence of the text: the segment's own pauses
+# (runs of non-speech frames) are matched to the sentence ends, in order, near where the sentence's
+# share of the characters puts them.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+MIN_SENTENCE_GAP_FRAMES = 5  # a gap of 50 ms between (widened) speech frames: a pause of about 0.15 s
+
+
+def pauses_within(speech: np.ndarray, start: int, end: int) -> list[tuple[float, float]]:
+    """The (start, end) seconds of the gaps of `MIN_SENTENCE_GAP_FRAMES` or more between speech frames
+    inside frames [start, end) of `speech` (`speech_frames`'s flags)."""
+    gaps = _runs(~speech[start:end])
+    return [((start + a) / 100, (start + b) / 100) for a, b in gaps
+            if a > 0 and b < end - start and b - a >= MIN_SENTENCE_GAP_FRAMES]  # fmt: skip
+
+
+def sentence_chunks(text: str, span: tuple[float, float], pauses: list[tuple[float, float]]) -> list[dict]:
+    """The sentences of a segment's `text`, each with its (start, end) seconds inside `span`.
+
+    Each sentence end is expected where the sentences before it take their share of the characters;
+    the pauses are matched to the ends in order (dynamic programming), each pause scoring its length
+    times a Gaussian of its distance from the expected place (sigma a fifth of the segment). An end
+    with no pause near enough (sentences read back to back) is placed at the expected place."""
+    sentences = [s for s in SENTENCE_END.split(text.strip()) if s]
+    if len(sentences) < 2:
+        return [{"text": text.strip(), "timestamp": span}]
+    begin, finish = span
+    sigma = max(0.2 * (finish - begin), 0.5)
+    lengths = np.cumsum([len(s) + 1 for s in sentences])
+    expected = [begin + (finish - begin) * n / lengths[-1] for n in lengths[:-1]]
+
+    def score(pause, at):
+        value = (pause[1] - pause[0]) * np.exp(-(((pause[0] + pause[1]) / 2 - at) / sigma) ** 2)
+        return value if value >= 0.01 else 0.0
+
+    ends, pauses = len(expected), sorted(pauses)
+    best = np.zeros((ends + 1, len(pauses) + 1))  # best[j][i]: the first j ends matched among the first i pauses
+    for j in range(1, ends + 1):
+        for i in range(len(pauses) + 1):
+            options = [best[j - 1][i]]  # end j with no pause
+            if i:
+                options.append(best[j][i - 1])  # pause i unused
+                if score(pauses[i - 1], expected[j - 1]) > 0:
+                    options.append(best[j - 1][i - 1] + score(pauses[i - 1], expected[j - 1]))
+            best[j][i] = max(options)
+    matched, j, i = [None] * ends, ends, len(pauses)
+    while j > 0:
+        if i and best[j][i] == best[j][i - 1]:
+            i -= 1
+        elif i and score(pauses[i - 1], expected[j - 1]) > 0 and np.isclose(
+                best[j][i], best[j - 1][i - 1] + score(pauses[i - 1], expected[j - 1])):
+            matched[j - 1] = pauses[i - 1]
+            i, j = i - 1, j - 1
+        else:
+            j -= 1
+    bounds, last = [], begin
+    for pause, at in zip(matched, expected):
+        pause = pause or (max(at, last), max(at, last))
+        bounds.append(pause)
+        last = pause[1]
+    starts = [begin] + [b[1] for b in bounds]
+    stops = [b[0] for b in bounds] + [finish]
+    return [{"text": s, "timestamp": (round(float(a), 2), round(float(b), 2))} for s, a, b in zip(sentences, starts, stops)]
+
+
 def read_audio_file(source) -> tuple[np.ndarray, int]:
     """(samples, sampling rate) of an audio file's path or bytes, as libsndfile decodes them (no ffmpeg):
     WAV, FLAC, OGG/Opus, MP3. A missing or unreadable file raises naming the path and what was expected."""
@@ -165,7 +230,7 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         if unexpected:
             raise TypeError(f"Unexpected arguments for the audio graft pipeline: {sorted(unexpected)}")
         if return_timestamps not in (None, True, False):
-            raise ValueError(f"return_timestamps must be True or False (segment timestamps; word timestamps are "
+            raise ValueError(f"return_timestamps must be True or False (sentence timestamps; word timestamps are "
                              f"not supported), got {return_timestamps!r}")  # fmt: skip
         if segment_audio not in (None, "auto", True, False):
             raise ValueError(f'segment_audio must be "auto", True or False, got {segment_audio!r}')
@@ -194,14 +259,16 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
             silent = transcribing and not split_at_pauses(samples, max_segment_seconds)
             # a recording without speech runs no prompt: the model is not asked to make words of silence
             yield {"is_last": True, "audio": None if silent else samples, "prompt": text_prompt,
-                   "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2))}
+                   "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2)), "pauses": []}
             return
         segments = split_at_pauses(samples, max_segment_seconds)
         if not segments:
-            yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None}
+            yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None, "pauses": []}
+        speech = speech_frames(samples) if return_timestamps else None
         for index, (start, end) in enumerate(segments):
+            pauses = [] if speech is None else pauses_within(speech, start // FRAME_SAMPLES, end // FRAME_SAMPLES)
             yield {"is_last": index == len(segments) - 1, "audio": samples[start:end], "prompt": text_prompt,
-                   "timestamp": (round(start / SAMPLING_RATE, 2), round(end / SAMPLING_RATE, 2))}
+                   "timestamp": (round(start / SAMPLING_RATE, 2), round(end / SAMPLING_RATE, 2)), "pauses": pauses}
 
     def _load(self, inputs) -> tuple:
         if isinstance(inputs, (str, os.PathLike, bytes)):
@@ -238,15 +305,15 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
             decoded = self.processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             for row, text in zip(rows, decoded):
                 texts[row] = text.strip()
-        out = {"text": texts, "timestamp": model_inputs["timestamp"], "is_last": is_last}
-        return out if batched else {"text": texts[0], "timestamp": out["timestamp"], "is_last": is_last}
+        out = {"text": texts, "timestamp": model_inputs["timestamp"], "pauses": model_inputs["pauses"], "is_last": is_last}
+        return out if batched else {**out, "text": texts[0]}
 
     def postprocess(self, model_outputs, return_timestamps=False):
         # One output per segment (a short recording is one), in order; a recording without speech gives one
         # output of empty text and no timestamp.
-        chunks = [{"text": out["text"], "timestamp": tuple(out["timestamp"])}
-                  for out in model_outputs if out["timestamp"] is not None and out["text"]]  # fmt: skip
-        result = {"text": " ".join(chunk["text"] for chunk in chunks)}
-        if return_timestamps:
-            result["chunks"] = chunks
+        spoken = [out for out in model_outputs if out["timestamp"] is not None and out["text"]]
+        result = {"text": " ".join(out["text"] for out in spoken)}
+        if return_timestamps:  # a chunk a sentence, timed by the segment's pauses
+            result["chunks"] = [chunk for out in spoken
+                                for chunk in sentence_chunks(out["text"], tuple(out["timestamp"]), out["pauses"])]  # fmt: skip
         return result

@@ -10,6 +10,7 @@ from transformers import pipeline
 
 from tests.conftest import non_text_tokens
 from train.graft import build_prompt, split_at_pauses
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import pauses_within, sentence_chunks, speech_frames
 
 RATE = 16000
 
@@ -84,6 +85,43 @@ def test_spoken_sentences_are_found_between_their_pauses(tmp_path):
     assert all(abs(a - start) <= 0.1 for (a, _), start in zip(found, starts))
 
 
+def test_sentences_of_a_segment_are_timed_by_its_pauses(tmp_path):
+    """One segment holding three espeak-ng sentences: their pauses time each sentence of the text."""
+    pieces, spans, at = [], [], 0.0
+    texts = ("The cat sat on the mat.", "Then it went to sleep by the fire, warm and quiet.", "Nobody woke it up.")
+    for text, gap in zip(texts, (0.5, 0.4, 0.8)):
+        wav = tmp_path / f"{len(pieces)}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+        speech, rate = soundfile.read(wav, dtype="float32")
+        speech = np.interp(np.arange(0, len(speech), rate / RATE), np.arange(len(speech)), speech).astype(np.float32)
+        loud = np.flatnonzero(np.abs(speech) > 0.01)
+        speech = speech[loud[0]:loud[-1] + 1]
+        pieces += [np.zeros(int(gap * RATE), dtype=np.float32), speech]
+        spans.append((at + gap, at + gap + len(speech) / RATE))
+        at += gap + len(speech) / RATE
+    audio = np.concatenate(pieces + [np.zeros(RATE // 2, dtype=np.float32)])
+    (start, end), = split_at_pauses(audio, max_segment_seconds=30.0)
+    pauses = pauses_within(speech_frames(audio), start // 160, end // 160)
+    chunks = sentence_chunks(" ".join(texts), (start / RATE, end / RATE), pauses)
+    assert [c["text"] for c in chunks] == list(texts)
+    for chunk, (a, b) in zip(chunks, spans):
+        assert abs(chunk["timestamp"][0] - a) <= 0.1 and abs(chunk["timestamp"][1] - b) <= 0.1
+
+
+def test_sentence_times_without_pauses_and_without_sentence_ends():
+    # read back to back: the end falls where the characters put it
+    assert sentence_chunks("One two three. Four five six.", (1.0, 7.0), []) == [
+        {"text": "One two three.", "timestamp": (1.0, 4.0)}, {"text": "Four five six.", "timestamp": (4.0, 7.0)}]
+    # the longer pause near the expected end wins over a short one nearer
+    assert sentence_chunks("One two three. Four five six.", (1.0, 7.0), [(3.8, 3.9), (4.5, 5.2)]) == [
+        {"text": "One two three.", "timestamp": (1.0, 4.5)}, {"text": "Four five six.", "timestamp": (5.2, 7.0)}]
+    assert sentence_chunks("no sentence end ", (2.0, 3.5), [(2.5, 3.0)]) == [
+        {"text": "no sentence end", "timestamp": (2.0, 3.5)}]
+    # "Mr. Smith." is two sentences to the splitter; with one pause only one end gets it
+    chunks = sentence_chunks("Hello there. Mr. Smith came.", (0.0, 6.0), [(2.0, 2.6)])
+    assert [c["timestamp"] for c in chunks] == [(0.0, 2.0), (2.6, 3.52), (3.52, 6.0)]
+
+
 @pytest.fixture(scope="module")
 def asr(tiny_dir):
     return pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
@@ -151,7 +189,7 @@ def test_no_speech_gives_empty_text_and_no_chunks(asr, monkeypatch):
 def test_bad_long_form_arguments_and_files(asr, tmp_path):
     clip = np.zeros(RATE, dtype=np.float32)
     cases = [
-        ({"return_timestamps": "word"}, "return_timestamps must be True or False (segment timestamps; word timestamps "
+        ({"return_timestamps": "word"}, "return_timestamps must be True or False (sentence timestamps; word timestamps "
                                         "are not supported), got 'word'"),
         ({"segment_audio": "yes"}, 'segment_audio must be "auto", True or False, got \'yes\''),
         ({"return_timestamps": True, "segment_audio": False}, "return_timestamps=True needs segments: segment_audio=False "
