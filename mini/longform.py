@@ -236,7 +236,7 @@ def main(argv=None):
     parser.add_argument("--model", default="build/mini-graft", help="score: the graft folder")
     parser.add_argument("--data", type=Path, default=Path("build/longform/devtest.jsonl"), help="score: a manifest")
     parser.add_argument("--limit", type=int, help="score: only the first N recordings")
-    parser.add_argument("--max_segment_seconds", type=float, nargs="+", default=[20.0])
+    parser.add_argument("--max_segment_seconds", type=float, nargs="+", default=[10.0])
     parser.add_argument("--batch_size", type=int, nargs="+", default=[8])
     parser.add_argument("--no_whole", action="store_true", help="score: leave out the whole-recording prompt")
     parser.add_argument("--no_clips", action="store_true", help="score: leave out the sentences one by one")

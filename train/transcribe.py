@@ -85,7 +85,7 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", type=Path, default=Path("."))
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--batch_size", type=int, default=8, help="segments transcribed together (default 8)")
-    parser.add_argument("--max_segment_seconds", type=float, default=20.0, help="longest segment (default 20, at most 30)")
+    parser.add_argument("--max_segment_seconds", type=float, help="longest segment (default: the pipeline's, 10; at most 30)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--max_new_tokens", type=int, default=256, help="most tokens written for one segment")
@@ -111,11 +111,12 @@ def main(argv=None) -> int:
     asr = pipeline("automatic-speech-recognition", model=args.model, trust_remote_code=True, device=args.device,
                    dtype=getattr(torch, args.dtype))  # fmt: skip
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    segments = {} if args.max_segment_seconds is None else {"max_segment_seconds": args.max_segment_seconds}
     results = asr((str(f) for f in files), batch_size=args.batch_size, return_timestamps=True,
-                  max_segment_seconds=args.max_segment_seconds, max_new_tokens=args.max_new_tokens)  # fmt: skip
+                  max_new_tokens=args.max_new_tokens, **segments)  # fmt: skip
     for path, result in tqdm(zip(files, results), total=len(files), unit="file", disable=args.no_progress):
         written = write_outputs(result, args.output_dir / path.stem, args.formats)
-        tqdm.write(f"{path}: {len(result['chunks'])} segments -> {', '.join(p.name for p in written)}")
+        tqdm.write(f"{path}: {len(result['chunks'])} chunks -> {', '.join(p.name for p in written)}")
     return 0
 
 
