@@ -211,7 +211,9 @@ def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes:
     if whole:
         longest = max(len(r["samples"]) for r in rows) / RATE
         asr.processor.max_audio_seconds = max(asr.processor.max_audio_seconds, longest)  # the whole of every recording
-        hyps = [asr(r["samples"], segment_audio=False, max_new_tokens=2048)["text"] for r in rows]
+        # a recording in one prompt can loop until the token limit: at most 6 tokens a second of audio,
+        # about twice what speech needs
+        hyps = [asr(r["samples"], segment_audio=False, max_new_tokens=int(6 * r["duration"]))["text"] for r in rows]
         results["whole_prompt"] = {"wer": compute_metrics(refs, hyps)["wer"], "hypotheses": hyps}
         print(f"whole-recording prompt: WER {results['whole_prompt']['wer']:.1%}")
     if clips:
