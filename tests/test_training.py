@@ -231,6 +231,17 @@ def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkey
     resumed = load_file(str(tmp_path / "resumed" / "ema" / "model.safetensors"))
     for key in expected:
         torch.testing.assert_close(resumed[key], saved[key], rtol=1e-5, atol=1e-6)
+    # the training clock: the straight run's total is Trainer's runtime; the resumed run's continues from
+    # the checkpoint's count, where Trainer's runtime covers its last part only
+    straight = json.loads((tmp_path / "straight" / "training_clock.json").read_text())
+    runtime = json.loads((tmp_path / "straight" / "train_results.json").read_text())["train_runtime"]
+    assert straight["step"] == 4 and abs(straight["seconds"] - runtime) <= 0.5
+    checkpoints = sorted((tmp_path / "resumed").glob("checkpoint-*/training_clock.json"))
+    first = json.loads(checkpoints[0].read_text())
+    total = json.loads((tmp_path / "resumed" / "training_clock.json").read_text())
+    last_part = json.loads((tmp_path / "resumed" / "train_results.json").read_text())["train_runtime"]
+    assert 0 < first["seconds"] and first["step"] < 4 and total["step"] == 4
+    assert abs(total["seconds"] - (first["seconds"] + last_part)) <= 0.5
     with pytest.raises(ValueError, match=r"^ema_decay must be between 0 and 1 \(0 turns the average off\), got 1\.0$"):
         stage1_align.main(_common(folder, manifests, tmp_path / "bad", 1, ["--ema_decay", "1"]))
 
@@ -407,3 +418,16 @@ def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])
     assert seen == [3, 2]
     assert [json.loads((tmp_path / name / "results.json").read_text())["num_beams"] for name in ("model", "told")] == [3, 2]
+
+
+def test_training_clock_continues_from_the_checkpoints_count(tmp_path):
+    from train.stages.clock import TrainingClock
+
+    checkpoint = tmp_path / "checkpoint-200"
+    checkpoint.mkdir()
+    (checkpoint / "training_clock.json").write_text('{"seconds": 1234.5, "step": 200}\n')
+    clock = TrainingClock()
+    assert clock.resume_from(str(checkpoint)) == 1234.5 and clock.seconds() == 1234.5
+    assert TrainingClock().resume_from(None) == 0.0 and TrainingClock().resume_from(str(tmp_path)) == 0.0
+    clock.on_train_begin(None, None, None)
+    assert 1234.5 <= clock.seconds() < 1240

@@ -12,6 +12,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from train.stages.clock import TrainingClock
 from train.stages.ema import EMACallback
 from train.stages.encoder_cache import with_encoder_cache
 from train.evaluation.listening import ListeningCallback
@@ -148,6 +149,9 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str):
     if recipe.ema_decay and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         raise ValueError("ema_decay needs the whole trained weights in each process; FSDP and DeepSpeed shard "
                          "them: set ema_decay 0")
+    clock = TrainingClock()
+    clock.resume_from(last)
+    trainer.add_callback(clock)
     ema = EMACallback(model, recipe.ema_decay) if recipe.ema_decay else None
     if ema is not None:
         ema.resume_from(last)
