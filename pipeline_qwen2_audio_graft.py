@@ -43,12 +43,17 @@ SPEECH_WIDENING_FRAMES = 5     # 50 ms kept on both sides of every speech frame
 QUIET_WINDOW_FRAMES = 10       # where a segment must be cut inside speech: the quietest 100 ms
 
 
+def frame_energy(samples: np.ndarray) -> np.ndarray:
+    """The mean square of each whole 10 ms frame of 16 kHz `samples`: `(frames,)` float64."""
+    frames = len(samples) // FRAME_SAMPLES
+    return np.square(samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES), dtype=np.float64).mean(-1)
+
+
 def speech_frames(samples: np.ndarray) -> np.ndarray:
     """Which 10 ms frames of 16 kHz `samples` hold speech: `(frames,)` booleans."""
-    frames = len(samples) // FRAME_SAMPLES
-    if frames == 0:
+    energy = frame_energy(samples)
+    if energy.size == 0:
         return np.zeros(0, dtype=bool)
-    energy = np.square(samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES), dtype=np.float64).mean(-1)
     threshold = max(10 ** (SILENCE_FLOOR_DBFS / 10), np.percentile(energy, 95) * 10 ** (RELATIVE_THRESHOLD_DB / 10))
     loud = energy > threshold
     # widen: a frame is speech if any frame within SPEECH_WIDENING_FRAMES of it is loud
@@ -86,8 +91,7 @@ def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = DEFAULT_SE
     if not max_segment_seconds > 0 or max_segment_seconds > 30:
         raise ValueError(f"max_segment_seconds must be above 0 and at most 30 (one Whisper window), got {max_segment_seconds}")
     speech = speech_frames(samples)
-    frames = len(samples) // FRAME_SAMPLES
-    energy = np.square(samples[: frames * FRAME_SAMPLES].reshape(frames, FRAME_SAMPLES), dtype=np.float64).mean(-1)
+    energy = frame_energy(samples)
     pause, longest = round(min_pause_seconds * 100), round(max_segment_seconds * 100)
     regions: list[list[int]] = []
     for run in _runs(speech):
@@ -135,26 +139,24 @@ def sentence_chunks(text: str, span: tuple[float, float], pauses: list[tuple[flo
     lengths = np.cumsum([len(s) + 1 for s in sentences])
     expected = [begin + (finish - begin) * n / lengths[-1] for n in lengths[:-1]]
 
-    def score(pause, at):
-        value = (pause[1] - pause[0]) * np.exp(-(((pause[0] + pause[1]) / 2 - at) / sigma) ** 2)
-        return value if value >= 0.01 else 0.0
-
     ends, pauses = len(expected), sorted(pauses)
+    # gain[j][i]: pause i as end j, its length times the Gaussian of its distance (0 where under 0.01)
+    gain = [[(b - a) * np.exp(-(((a + b) / 2 - at) / sigma) ** 2) for a, b in pauses] for at in expected]
+    gain = [[value if value >= 0.01 else 0.0 for value in row] for row in gain]
     best = np.zeros((ends + 1, len(pauses) + 1))  # best[j][i]: the first j ends matched among the first i pauses
     for j in range(1, ends + 1):
         for i in range(len(pauses) + 1):
             options = [best[j - 1][i]]  # end j with no pause
             if i:
                 options.append(best[j][i - 1])  # pause i unused
-                if score(pauses[i - 1], expected[j - 1]) > 0:
-                    options.append(best[j - 1][i - 1] + score(pauses[i - 1], expected[j - 1]))
+                if gain[j - 1][i - 1] > 0:
+                    options.append(best[j - 1][i - 1] + gain[j - 1][i - 1])
             best[j][i] = max(options)
     matched, j, i = [None] * ends, ends, len(pauses)
     while j > 0:
         if i and best[j][i] == best[j][i - 1]:
             i -= 1
-        elif i and score(pauses[i - 1], expected[j - 1]) > 0 and np.isclose(
-                best[j][i], best[j - 1][i - 1] + score(pauses[i - 1], expected[j - 1])):
+        elif i and gain[j - 1][i - 1] > 0 and np.isclose(best[j][i], best[j - 1][i - 1] + gain[j - 1][i - 1]):
             matched[j - 1] = pauses[i - 1]
             i, j = i - 1, j - 1
         else:
