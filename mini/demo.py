@@ -287,6 +287,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     import shutil
 
     from mini.sweep import last_state
+    from train.stages.clock import trained_seconds
     from train.weights.precision import hardware
 
     rows = load_clips(validation)
@@ -299,12 +300,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     ours = (beams if num_beams == BEAMS else greedy[chosen])["transcripts"]
     whisper_by_source = wer_table(rows, ours, whisper)
     state = last_state(run) or {}
-    from train.stages.clock import CLOCK_FILE
-
-    # the run's training seconds over all its parts (a run continued with --resume), else Trainer's last part
-    clock = run / CLOCK_FILE
-    runtime = (json.loads(clock.read_text())["seconds"] if clock.exists()
-               else json.loads((run / "train_results.json").read_text()).get("train_runtime"))  # fmt: skip
+    runtime = trained_seconds(run)  # over all the run's parts, where it was continued with --resume
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
     copy_as_bf16(pieces / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")

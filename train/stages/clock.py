@@ -44,3 +44,12 @@ class TrainingClock(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self._write(Path(args.output_dir), state.global_step)
+
+
+def trained_seconds(output_dir: Path) -> float | None:
+    """A finished run's training seconds: the clock's total over all its parts, or, for a run without a
+    clock, Trainer's `train_runtime` (its last part)."""
+    clock, results = Path(output_dir) / CLOCK_FILE, Path(output_dir) / "train_results.json"
+    if clock.exists():
+        return json.loads(clock.read_text())["seconds"]
+    return json.loads(results.read_text()).get("train_runtime")
