@@ -65,31 +65,12 @@ def test_silence_clicks_and_empty_audio_give_no_segment():
     assert str(info.value) == "max_segment_seconds must be above 0 and at most 30 (one Whisper window), got 31"
 
 
-def test_spoken_sentences_are_found_between_their_pauses(tmp_path):
-    """espeak-ng (installed by make test) reads three sentences; they are joined with known pauses."""
+def espeak_sentences(tmp_path, texts_and_pauses):
+    """espeak-ng (installed by make test) reads each text, trimmed to its first and last sound, after its
+    pause in seconds; returns the 16 kHz samples and the (start, end) seconds of each sentence."""
     assert shutil.which("espeak-ng"), "espeak-ng is installed by make test (apt-get install espeak-ng)"
-    pieces, starts, at = [], [], 0.0
-    for text, gap in (("The cat sat on the mat.", 0.7), ("Then it went to sleep by the fire.", 1.0),
-                      ("Nobody woke it up.", 0.5)):  # fmt: skip
-        wav = tmp_path / f"{len(pieces)}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
-        speech, rate = soundfile.read(wav, dtype="float32")
-        speech = np.interp(np.arange(0, len(speech), rate / RATE), np.arange(len(speech)), speech).astype(np.float32)
-        loud = np.flatnonzero(np.abs(speech) > 0.01)
-        speech = speech[loud[0]:loud[-1] + 1]  # the sentence from its first to its last sound
-        pieces += [np.zeros(int(gap * RATE), dtype=np.float32), speech]
-        starts.append(at + gap)
-        at += gap + len(speech) / RATE
-    found = seconds(split_at_pauses(np.concatenate(pieces), max_segment_seconds=3.0))
-    assert len(found) == 3
-    assert all(abs(a - start) <= 0.1 for (a, _), start in zip(found, starts))
-
-
-def test_sentences_of_a_segment_are_timed_by_its_pauses(tmp_path):
-    """One segment holding three espeak-ng sentences: their pauses time each sentence of the text."""
     pieces, spans, at = [], [], 0.0
-    texts = ("The cat sat on the mat.", "Then it went to sleep by the fire, warm and quiet.", "Nobody woke it up.")
-    for text, gap in zip(texts, (0.5, 0.4, 0.8)):
+    for text, gap in texts_and_pauses:
         wav = tmp_path / f"{len(pieces)}.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
         speech, rate = soundfile.read(wav, dtype="float32")
@@ -99,7 +80,23 @@ def test_sentences_of_a_segment_are_timed_by_its_pauses(tmp_path):
         pieces += [np.zeros(int(gap * RATE), dtype=np.float32), speech]
         spans.append((at + gap, at + gap + len(speech) / RATE))
         at += gap + len(speech) / RATE
-    audio = np.concatenate(pieces + [np.zeros(RATE // 2, dtype=np.float32)])
+    return np.concatenate(pieces), spans
+
+
+def test_spoken_sentences_are_found_between_their_pauses(tmp_path):
+    """espeak-ng (installed by make test) reads three sentences; they are joined with known pauses."""
+    audio, spans = espeak_sentences(tmp_path, [("The cat sat on the mat.", 0.7),
+                                               ("Then it went to sleep by the fire.", 1.0), ("Nobody woke it up.", 0.5)])
+    found = seconds(split_at_pauses(audio, max_segment_seconds=3.0))
+    assert len(found) == 3
+    assert all(abs(a - start) <= 0.1 for (a, _), (start, _) in zip(found, spans))
+
+
+def test_sentences_of_a_segment_are_timed_by_its_pauses(tmp_path):
+    """One segment holding three espeak-ng sentences: their pauses time each sentence of the text."""
+    texts = ("The cat sat on the mat.", "Then it went to sleep by the fire, warm and quiet.", "Nobody woke it up.")
+    audio, spans = espeak_sentences(tmp_path, list(zip(texts, (0.5, 0.4, 0.8))))
+    audio = np.concatenate([audio, np.zeros(RATE // 2, dtype=np.float32)])
     (start, end), = split_at_pauses(audio, max_segment_seconds=30.0)
     pauses = pauses_within(speech_frames(audio), start // 160, end // 160)
     chunks = sentence_chunks(" ".join(texts), (start / RATE, end / RATE), pauses)
