@@ -6,7 +6,8 @@ Run (on a checkpoint's trainer_state.json):
 
 Left panel: the training loss, and at each evaluation the held-out loss with each clip's own
 audio beside the loss with the audio zeroed and shuffled (`train.evaluation.listening`): a graft that
-listens opens a gap between them. Right panel: dev-test WER and CER at each evaluation.
+listens opens a gap between them. Right panel: WER and CER on the evaluation set (`eval_data`) at each
+evaluation.
 """
 
 import argparse
@@ -22,13 +23,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 LOSS_SERIES = (
     ("loss", "train loss", dict(color="tab:blue", linewidth=1.0, alpha=0.7)),
     ("eval_loss", "eval loss", dict(color="tab:orange", marker="o")),
-    ("eval_loss_own_audio", "held-out, own audio", dict(color="tab:green", marker="o")),
-    ("eval_loss_zeroed_audio", "held-out, audio zeroed", dict(color="tab:red", marker="x", linestyle="--")),
-    ("eval_loss_shuffled_audio", "held-out, audio shuffled", dict(color="tab:purple", marker="+", linestyle=":")),
+    ("eval_loss_own_audio", "evaluation set, own audio", dict(color="tab:green", marker="o")),
+    ("eval_loss_zeroed_audio", "evaluation set, audio zeroed", dict(color="tab:red", marker="x", linestyle="--")),
+    ("eval_loss_shuffled_audio", "evaluation set, audio shuffled", dict(color="tab:purple", marker="+", linestyle=":")),
 )
 RATE_SERIES = (
-    ("eval_wer", "dev-test WER", dict(color="tab:green", marker="s")),
-    ("eval_cer", "dev-test CER", dict(color="tab:olive", marker="^", linestyle="--")),
+    ("eval_wer", "WER", dict(color="tab:green", marker="s")),
+    ("eval_cer", "CER", dict(color="tab:olive", marker="^", linestyle="--")),
 )
 
 
@@ -61,7 +62,7 @@ def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> P
                 rate_axis.plot(steps, [100 * v for v in values], label=label, **style)
         # Read against zero (a perfect transcript), so the axis keeps it in view.
         rate_axis.set_ylim(bottom=0)
-        rate_axis.set(xlabel="step", ylabel="%", title="dev-test error rates")
+        rate_axis.set(xlabel="step", ylabel="%", title="error rates on the evaluation set")
         rate_axis.grid(alpha=0.3)
         rate_axis.legend(loc="upper right", fontsize="small")
     figure.suptitle(title)
