@@ -51,7 +51,11 @@ def frame_energy(samples: np.ndarray) -> np.ndarray:
 
 def speech_frames(samples: np.ndarray) -> np.ndarray:
     """Which 10 ms frames of 16 kHz `samples` hold speech: `(frames,)` booleans."""
-    energy = frame_energy(samples)
+    return _speech_in(frame_energy(samples))
+
+
+def _speech_in(energy: np.ndarray) -> np.ndarray:
+    """`speech_frames` of the frames whose `frame_energy` is `energy`."""
     if energy.size == 0:
         return np.zeros(0, dtype=bool)
     threshold = max(10 ** (SILENCE_FLOOR_DBFS / 10), np.percentile(energy, 95) * 10 ** (RELATIVE_THRESHOLD_DB / 10))
@@ -90,8 +94,8 @@ def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = DEFAULT_SE
     so silence, clicks and noise bursts give no segment. A recording without speech gives `[]`."""
     if not max_segment_seconds > 0 or max_segment_seconds > 30:
         raise ValueError(f"max_segment_seconds must be above 0 and at most 30 (one Whisper window), got {max_segment_seconds}")
-    speech = speech_frames(samples)
     energy = frame_energy(samples)
+    speech = _speech_in(energy)
     pause, longest = round(min_pause_seconds * 100), round(max_segment_seconds * 100)
     regions: list[list[int]] = []
     for run in _runs(speech):
