@@ -433,40 +433,46 @@ def test_training_clock_continues_from_the_checkpoints_count(tmp_path):
     assert 1234.5 <= clock.seconds() < 1240
 
 
-def test_stage2_under_fsdp2_on_two_processes_equals_one_process(setup, tmp_path):
-    # accelerate 1.15 turns FSDP on only for accelerator devices, so bench.fsdp_cpu drives torch's FSDP2
-    # (`fully_shard`, what accelerate's fsdp_version 2 wraps) itself: 2 steps of stage 2 on 2 gloo
-    # processes, each holding half of every weight, against one unsharded process on the same slices.
-    from bench import fsdp_cpu
+@pytest.mark.parametrize("engine", ["fsdp2", "zero3"])
+def test_stage2_sharded_on_two_processes_equals_one_process(setup, tmp_path, engine):
+    # accelerate 1.15 turns FSDP and DeepSpeed on only for accelerator devices, so bench.sharded_cpu
+    # drives the engines itself (FSDP2's fully_shard, what accelerate's fsdp_version 2 wraps; DeepSpeed
+    # ZeRO-3): 2 steps of stage 2 on 2 gloo processes, each holding half of every weight, against one
+    # unsharded process on the same slices of the same clips.
+    from bench import sharded_cpu
 
     folder, manifests = setup
     common = ["--graft", str(folder / "graft"), "--data", str(manifests["train"])]
-    one = fsdp_cpu.main([*common, "--out", str(tmp_path / "one")])
+    one = sharded_cpu.main([*common, "--out", str(tmp_path / "one")])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bench.fsdp_cpu", *common,
-               "--out", str(tmp_path / "two")]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bench.sharded_cpu",
+               "--engine", engine, *common, "--out", str(tmp_path / "two")]  # fmt: skip
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     steps = json.loads((tmp_path / "two" / "steps.json").read_text())
-    assert (steps["world_size"], steps["sharded_parameters"], steps["local_share"]) == (2, steps["parameters"], 0.5)
+    assert (steps["engine"], steps["world_size"], steps["sharded_parameters"]) == (engine, 2, steps["parameters"])
+    assert steps["local_share"] == pytest.approx(0.5, abs=0.01)  # ZeRO-3 pads each partition a little
     assert steps["losses"] == pytest.approx(one, rel=1e-5) and one[1] < one[0]
     expected = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
     got = load_file(str(tmp_path / "two" / "adapter_model.safetensors"))
     assert got.keys() == expected.keys() and any(".audio_projector." in key for key in got)
     assert all(expected[key].abs().max() > 0 for key in expected if ".lora_B." in key)  # LoRA B starts at 0: trained
+    # Gradients summed in another order differ in the last bits, and Adam's step g / (|g| + eps) turns that
+    # into up to a few percent of the learning rate (0.01) where |g| is near eps: 5% of it is the bound.
+    # A process's slice left out or counted twice moves most weights by up to twice the learning rate.
     for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5 * expected[key].abs().max().item())
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=5e-4)
     model, processor = load_graft(folder / "graft", adapter=tmp_path / "two")
     reference, _ = load_graft(folder / "graft", adapter=tmp_path / "one")
     inputs = probe_inputs(processor)
     with torch.no_grad():
-        torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, rtol=0, atol=5e-3)
 
 
-def test_fsdp_check_refuses_a_batch_that_does_not_split(setup, capsys):
-    from bench import fsdp_cpu
+def test_sharded_check_refuses_a_batch_that_does_not_split(setup, capsys):
+    from bench import sharded_cpu
 
     folder, manifests = setup
     with pytest.raises(SystemExit):
-        fsdp_cpu.main(["--graft", str(folder / "graft"), "--data", str(manifests["train"]), "--out", "x", "--batch_size", "3"])
+        sharded_cpu.main(["--graft", str(folder / "graft"), "--data", str(manifests["train"]), "--out", "x", "--batch_size", "3"])
     assert capsys.readouterr().err.endswith("error: --batch_size 3 does not split into slices of 2 over 1 processes\n")
