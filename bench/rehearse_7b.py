@@ -5,7 +5,10 @@
     python -m bench.rehearse_7b --scale tiny         # the same steps on a few-MB graft
 
 Steps, each a separate process run the way a user types it, timed, with its peak resident memory
-(the whole process tree, sampled every 0.2 s) and the disk it leaves written:
+(the whole process tree, sampled every 0.2 s) and the disk it leaves written. Where the machine lets
+the process make a memory cgroup (`--memory_caps auto`, `bench/memory_cap.py`), stage 2, bf16
+inference and NF4 inference each run under their memory goal as a hard limit (16, 18.5 and 7 GB,
+no swap): a step that completes fits in it.
 
 1. `bench.hub_layout`: Qwen2-VL-7B-Instruct and whisper-large-v3-turbo stand-ins (random weights,
    the published configs and key names, a Qwen2-VL-layout tokenizer);
@@ -32,15 +35,24 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 from pathlib import Path
 
 import psutil
 
+from bench.memory_cap import MemoryCap, evict_page_cache
+
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "you/qwen2-vl-7b-audio"
+# Python's own files and the installed packages (torch's libraries are over a GB): dropped from the page
+# cache before a capped step as well, so that its resident set is all charged to its cgroup.
+_PATHS = {Path(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+LIBRARIES = sorted(path for path in _PATHS if not any(other in path.parents for other in _PATHS))
 DONE_WITH = {"build": "hub", "merge": "graft"}  # after the step, the folder no later step reads
+# The memory goals (bytes), each step run under its own as a hard limit where cgroups allow (--memory_caps).
+MEMORY_GOALS = {"stage2": 16e9, "evaluate": 18.5e9, "fresh_process": 18.5e9, "nf4_audio_only": 7e9}
 
 
 def tree_rss(process: psutil.Process) -> tuple[int, int]:
@@ -62,25 +74,41 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) if folder.exists() else 0
 
 
-def run_step(name: str, command: list[str], work: Path, env: dict, log) -> dict:
-    """Run one step; its seconds, peak resident memory (GiB) and the work folder's growth (GB)."""
+def run_step(name: str, command: list[str], work: Path, env: dict, log, cap_bytes: int | None = None) -> dict:
+    """Run one step; its seconds, peak resident memory (GiB) and the work folder's growth (GB). With
+    `cap_bytes`, the step runs in a memory cgroup limited to that (its input files first dropped from the
+    page cache, so that reading them is charged to the step) and the row gains the group's own peak."""
     before = folder_bytes(work)
+    cap = None
+    if cap_bytes is not None:
+        for folder in (work, *LIBRARIES):  # the pages the step maps, charged to it when it reads them in
+            evict_page_cache(folder)
+        cap = MemoryCap(f"rehearse-{name}", cap_bytes)
     started = time.time()
-    with open(work / f"{name}.log", "w") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-        watched, peak, peak_anonymous = psutil.Process(process.pid), 0, 0
-        while process.poll() is None:
-            resident, anonymous = tree_rss(watched)
-            peak, peak_anonymous = max(peak, resident), max(peak_anonymous, anonymous)
-            time.sleep(0.2)
-    row = {"step": name, "seconds": round(time.time() - started, 1), "peak_rss_gib": round(peak / 2**30, 2),
-           "peak_anonymous_gib": round(peak_anonymous / 2**30, 2),
-           "disk_written_gb": round((folder_bytes(work) - before) / 1e9, 2), "returncode": process.returncode,
-           "command": " ".join(command[2:] if command[1] == "-m" else command)}  # fmt: skip
+    try:
+        with open(work / f"{name}.log", "w") as output:
+            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                       preexec_fn=cap.enter if cap else None)  # fmt: skip
+            watched, peak, peak_anonymous = psutil.Process(process.pid), 0, 0
+            while process.poll() is None:
+                resident, anonymous = tree_rss(watched)
+                peak, peak_anonymous = max(peak, resident), max(peak_anonymous, anonymous)
+                time.sleep(0.2)
+        row = {"step": name, "seconds": round(time.time() - started, 1), "peak_rss_gib": round(peak / 2**30, 2),
+               "peak_anonymous_gib": round(peak_anonymous / 2**30, 2),
+               "disk_written_gb": round((folder_bytes(work) - before) / 1e9, 2), "returncode": process.returncode,
+               "command": " ".join(command[2:] if command[1] == "-m" else command)}  # fmt: skip
+        if cap is not None:
+            row.update(memory_cap_gb=round(cap_bytes / 1e9, 2), cgroup_peak_gb=round(cap.peak_bytes() / 1e9, 2),
+                       oom_kills=cap.oom_kills())  # fmt: skip
+    finally:
+        if cap is not None:
+            cap.remove()
     log(row)
     if process.returncode != 0:
         tail = (work / f"{name}.log").read_text()[-3000:]
-        raise RuntimeError(f"step {name} failed (exit {process.returncode}):\n{tail}")
+        killed = f" under its {row['memory_cap_gb']} GB memory cap ({row['oom_kills']} OOM kill)" if row.get("oom_kills") else ""
+        raise RuntimeError(f"step {name} failed (exit {process.returncode}){killed}:\n{tail}")
     return row
 
 
@@ -198,7 +226,7 @@ def make_standin(work: Path) -> None:
         os.link(work / "merged" / path, target)
 
 
-def rehearse(work: Path, scale: str, device: str, log) -> dict:
+def rehearse(work: Path, scale: str, device: str, log, caps: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "HF_MODULES_CACHE": str(work / "modules")}
     fresh_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
@@ -208,7 +236,8 @@ def rehearse(work: Path, scale: str, device: str, log) -> dict:
             make_standin(work)
         if name == "stage1":
             clean_manifest(work / "audio")
-        rows.append(run_step(name, command, work, fresh_env if name == "fresh_process" else env, log))
+        cap = int(MEMORY_GOALS[name]) if caps and name in MEMORY_GOALS else None
+        rows.append(run_step(name, command, work, fresh_env if name == "fresh_process" else env, log, cap))
         text = (work / f"{name}.log").read_text()
         if "RESULT " in text:
             outputs[name] = json.loads(text.rsplit("RESULT ", 1)[1].splitlines()[0])
@@ -232,9 +261,11 @@ def hardware(device: str) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| step | seconds | peak RSS (GiB) | of it anonymous (GiB) | disk written (GB) |", "|---|---|---|---|---|"]
+    lines = ["| step | seconds | peak RSS (GiB) | of it anonymous (GiB) | hard cap (GB) | cgroup peak (GB) | disk written (GB) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r['step']} | {r['seconds']:,.0f} | {r['peak_rss_gib']} | {r.get('peak_anonymous_gib', '-')} | "
-              f"{r['disk_written_gb']} |" for r in results["steps"]]  # fmt: skip
+              f"{r.get('memory_cap_gb', '-')} | {r.get('cgroup_peak_gb', '-')} | {r['disk_written_gb']} |"
+              for r in results["steps"]]  # fmt: skip
     counts = results["parameters"]
     lines.append("\nparameters: " + ", ".join(f"{k} {v / 1e9:.3f} B" if v > 1e8 else f"{k} {v / 1e6:.2f} M"
                                               for k, v in counts.items()))  # fmt: skip
@@ -248,12 +279,18 @@ def main(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, help="default bench/rehearse-7b.json (build/rehearse-tiny.json with --scale tiny)")
     parser.add_argument("--keep", action="store_true", help="leave the work folder (tens of GB at full scale)")
+    parser.add_argument("--memory_caps", choices=("auto", "on", "off"), default="auto",
+                        help="run stage 2, bf16 and NF4 inference each under its memory goal as a hard cgroup limit "
+                             "(auto: where this machine lets the process make a memory cgroup)")  # fmt: skip
     args = parser.parse_args(argv)
+    caps = args.memory_caps == "on" or (args.memory_caps == "auto" and MemoryCap.available())
+    if args.memory_caps == "on" and not MemoryCap.available():
+        parser.error("--memory_caps on: this machine does not let the process make a memory cgroup")
     out = args.out or Path("bench/rehearse-7b.json" if args.scale == "full" else "build/rehearse-tiny.json")
     shutil.rmtree(args.work, ignore_errors=True)
     began = time.time()
     try:
-        results = rehearse(args.work, args.scale, args.device, log=lambda row: print(json.dumps(row), flush=True))
+        results = rehearse(args.work, args.scale, args.device, log=lambda row: print(json.dumps(row), flush=True), caps=caps)
     finally:
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
