@@ -3,6 +3,7 @@
     python -m mini.demo assemble   # build/mini-base (train.building.build) + mini/trained -> build/mini-graft (train.publishing.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
     python -m mini.demo keep [--run DIR]   # (make demo-train) choose on validation, keep in mini/trained
+    python -m mini.demo spread --runs RUN RUN...   # (make seed-spread) the recipe's runs under other seeds, on validation
     python -m mini.demo wall --started_at UNIX_TIME   # (make demo-train) its whole time into recipe.json
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluation.evaluate's?
     python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluation.evaluate
@@ -327,6 +328,29 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     return recipe
 
 
+def spread(runs: list[Path], validation: Path = VALIDATION, out: Path = Path("build/mini-train/spread.json")) -> dict:
+    """The seed-to-seed spread: each run (the same recipe, another seed) scored greedy on validation as `keep`
+    scores it (its end and its EMA, the lower kept), and the distance between the best and the worst, in
+    WER points and in words of the validation references. A later change smaller than it is noise."""
+    rows = load_clips(validation)
+    words = sum(len(row["text"].split()) for row in rows)
+    found = {}
+    for run in runs:
+        greedy = validation_scores(candidates(run), rows)
+        chosen = choose(greedy)
+        found[str(run)] = {"greedy_wer": {name: round(s["wer"], 4) for name, s in greedy.items()}, "kept": chosen,
+                           "wer": round(greedy[chosen]["wer"], 4)}  # fmt: skip
+    wers = [run["wer"] for run in found.values()]
+    result = {"validation": str(validation), "clips": len(rows), "words": words, "runs": found,
+              "spread_points": round(100 * (max(wers) - min(wers)), 2),
+              "spread_words": round((max(wers) - min(wers)) * words)}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"seed-to-seed spread over {len(runs)} runs: {result['spread_points']} WER points "
+          f"({result['spread_words']} words of {words}), {out}")
+    return result
+
+
 def rounded(table: dict) -> dict:
     return {key: rounded(value) if isinstance(value, dict) else round(value, 4) if isinstance(value, float) else value
             for key, value in table.items()}
@@ -376,7 +400,7 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score", "keep", "wall", "compare", "voices"))
+    parser.add_argument("step", choices=("assemble", "score", "keep", "spread", "wall", "compare", "voices"))
     parser.add_argument("--out", type=Path, default=VOICES_OUT, help="with voices: where to write")
     parser.add_argument("--manifest", type=Path, default=DEVTEST, help="with voices: whose texts to read")
     parser.add_argument("--source_voice", default="flite-slt", help="with voices: the manifest voice whose texts are read")
@@ -385,6 +409,7 @@ def main(argv=None):
     parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluation.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
+    parser.add_argument("--runs", type=Path, nargs="+", help="with spread: the runs of the recipe under different seeds")
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)
@@ -395,6 +420,10 @@ def main(argv=None):
               f"--max_new_tokens 64 --output build/mini-train/{scored}")  # fmt: skip
     elif args.step == "keep":
         keep(args.run, args.validation)
+    elif args.step == "spread":
+        if not args.runs or len(args.runs) < 2:
+            parser.error("spread needs at least two --runs")
+        spread(args.runs, args.validation)
     elif args.step == "wall":
         record_wall_time(args.started_at)
     else:

@@ -120,6 +120,26 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     assert 100 <= wall["wall_seconds"] <= 102 and json.loads((trained / "recipe.json").read_text()) == wall
 
 
+def test_spread_scores_each_seed_on_validation_as_keep_does(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    _, _, run = _keep_folders(tmp_path, monkeypatch)
+    other = tmp_path / "seed1"
+    shutil.copytree(run, other)
+    greedy = {run: {"end": 0.30, "ema": 0.25}, other: {"end": 0.20, "ema": 0.22}}
+    _stub_scoring(monkeypatch, {}, beams=0.0)
+    monkeypatch.setattr(demo, "validation_scores", lambda pieces, rows, num_beams=1: {
+        name: {"wer": greedy[folder if name == "end" else folder.parent][name]} for name, folder in pieces.items()})
+    result = demo.spread([run, other], tmp_path / "validation.jsonl", tmp_path / "spread.json")
+    assert result == json.loads((tmp_path / "spread.json").read_text())
+    assert result["runs"] == {str(run): {"greedy_wer": {"end": 0.3, "ema": 0.25}, "kept": "ema", "wer": 0.25},
+                              str(other): {"greedy_wer": {"end": 0.2, "ema": 0.22}, "kept": "end", "wer": 0.2}}
+    assert (result["clips"], result["words"], result["spread_points"], result["spread_words"]) == (2, 3, 5.0, 0)
+    with pytest.raises(SystemExit):
+        demo.main(["spread", "--runs", str(run)])
+    assert capsys.readouterr().err.endswith("error: spread needs at least two --runs\n")
+
+
 def test_keep_refuses_a_folder_without_an_adapter(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         demo.candidates(tmp_path)
