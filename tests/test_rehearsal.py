@@ -4,6 +4,7 @@ on random weights in the Hub layout (`make rehearse-7b` runs the same steps at f
 import json
 
 from bench import rehearse_7b
+from bench.memory_cap import MemoryCap
 
 STEPS = ["checkpoints", "toy_audio", "build", "stage1", "stage2", "merge", "evaluate", "card", "push",
          "fresh_process", "nf4_audio_only"]  # fmt: skip
@@ -24,3 +25,10 @@ def test_every_release_step_runs_at_tiny_scale(tmp_path):
     assert counts["total"] == sum(counts[part] for part in ("llm", "vision", "encoder", "projector"))
     assert counts["lora"] > 0 and counts["projector"] > 0
     assert not (tmp_path / "work").exists()  # the work folder is given back
+    capped = {row["step"]: row["memory_cap_gb"] for row in results["steps"] if "memory_cap_gb" in row}
+    if MemoryCap.available():  # each memory goal a hard limit, met with no OOM kill
+        assert capped == {"stage2": 16.0, "evaluate": 18.5, "fresh_process": 18.5, "nf4_audio_only": 7.0}
+        assert all(0 < row["cgroup_peak_gb"] < row["memory_cap_gb"] and row["oom_kills"] == 0
+                   for row in results["steps"] if "memory_cap_gb" in row)  # fmt: skip
+    else:
+        assert capped == {}
