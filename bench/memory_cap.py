@@ -40,13 +40,17 @@ class MemoryCap:
         parent, self.version = found
         self.folder, self.limit_bytes = parent / f"{name}-{os.getpid()}", int(limit_bytes)
         self.folder.mkdir()
-        if self.version == 1:
-            (self.folder / "memory.limit_in_bytes").write_text(str(self.limit_bytes))
-        else:
-            (self.folder / "memory.max").write_text(str(self.limit_bytes))
-            swap = self.folder / "memory.swap.max"
-            if swap.exists():
-                swap.write_text("0")
+        try:
+            if self.version == 1:
+                (self.folder / "memory.limit_in_bytes").write_text(str(self.limit_bytes))
+            else:  # memory.max exists only where the parent hands the memory controller down
+                (self.folder / "memory.max").write_text(str(self.limit_bytes))
+                swap = self.folder / "memory.swap.max"
+                if swap.exists():
+                    swap.write_text("0")
+        except OSError:
+            self.folder.rmdir()
+            raise
 
     @classmethod
     def available(cls, root: Path = ROOT) -> bool:
