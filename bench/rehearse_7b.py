@@ -283,8 +283,8 @@ def main(argv=None):
                         help="run stage 2, bf16 and NF4 inference each under its memory goal as a hard cgroup limit "
                              "(auto: where this machine lets the process make a memory cgroup)")  # fmt: skip
     args = parser.parse_args(argv)
-    caps = args.memory_caps == "on" or (args.memory_caps == "auto" and MemoryCap.available())
-    if args.memory_caps == "on" and not MemoryCap.available():
+    caps = args.memory_caps != "off" and MemoryCap.available()
+    if args.memory_caps == "on" and not caps:
         parser.error("--memory_caps on: this machine does not let the process make a memory cgroup")
     out = args.out or Path("bench/rehearse-7b.json" if args.scale == "full" else "build/rehearse-tiny.json")
     shutil.rmtree(args.work, ignore_errors=True)

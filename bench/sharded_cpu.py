@@ -71,8 +71,10 @@ class FSDP2(Plain):
     def trained_state(self) -> dict:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        # every process takes part in the gathering; with cpu_offload only rank 0 keeps the result
-        whole = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        # every process takes part in the gathering (of the trained weights only, not the frozen graft);
+        # with cpu_offload only rank 0 keeps the result
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        whole = get_model_state_dict(self.model, options=options)
         return {n: whole[n] for n, p in self.model.named_parameters() if p.requires_grad and n in whole}
 
     def held_here(self) -> dict:
@@ -145,8 +147,8 @@ def main(argv=None):
     model.train()
 
     def optimizer_for(model):
-        decay = {n for n, p in model.named_parameters() if p.requires_grad and "bias" not in n}
-        return torch.optim.AdamW(parameter_groups(model, decay, 0.0, args.learning_rate, args.projector_learning_rate))
+        # no weight decay, so no split by decay: one group for LoRA, one for the projector
+        return torch.optim.AdamW(parameter_groups(model, set(), 0.0, args.learning_rate, args.projector_learning_rate))
 
     slices = args.batch_size // (args.slice_size * world_size)  # slices each process accumulates
     if world_size == 1:
