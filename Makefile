@@ -116,10 +116,11 @@ demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.demo wall --started_at $$(cat build/demo-train.started)
 
 # The recipe's seed-to-seed spread (docs/mini-graft.md), after make demo-train: the recipe's training again with
-# seed 1 (continued from its checkpoints when run again: about 4 h of 2 cores), then both runs scored on validation.
+# seed 1 (continued from its checkpoints when run again: about 4 h of 2 cores), scored on validation beside the
+# kept run's scores that keep recorded in mini/trained/recipe.json.
 seed-spread: $(VENV)/.installed
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --seed 1 --output_dir build/mini-train/seed1
-	$(PY) -m mini.demo spread --runs build/mini-train/stage2 build/mini-train/seed1
+	$(PY) -m mini.demo spread --runs mini/trained/recipe.json build/mini-train/seed1
 
 # The recipe's measured choices (docs/training.md), scored on validation: projector gain 1.0 against the
 # text-embedding RMS, and joint training against stage 1 then stage 2, at the sweep's budget.

@@ -259,9 +259,23 @@ def validation_scores(pieces: dict[str, Path], rows: list[dict], num_beams: int 
     return scores
 
 
-def choose(scores: dict[str, dict]) -> str:
+def choose(wer: dict[str, float]) -> str:
     """The candidate of the lowest validation WER; between equals, the run's end (it needs no average)."""
-    return min(scores, key=lambda name: (scores[name]["wer"], name != "end"))
+    return min(wer, key=lambda name: (wer[name], name != "end"))
+
+
+def greedy_wer(scores: dict[str, dict]) -> dict[str, float]:
+    """Each candidate's WER of `validation_scores`, rounded as recipe.json records it."""
+    return {name: round(s["wer"], 4) for name, s in scores.items()}
+
+
+def recorded_greedy_wer(recipe: Path, clips: int) -> dict[str, float]:
+    """The greedy validation WER of each candidate that `keep` recorded in a recipe.json for the run it kept."""
+    validation = json.loads(recipe.read_text()).get("validation", {})
+    if validation.get("clips") != clips or "greedy_wer" not in validation:
+        raise ValueError(f"{recipe} records no greedy validation WER of {clips} clips: "
+                         f"expected the recipe.json that mini.demo keep writes")  # fmt: skip
+    return validation["greedy_wer"]
 
 
 def listening_check(pieces: Path, rows: list[dict]) -> dict:
@@ -293,7 +307,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
 
     rows = load_clips(validation)
     greedy = validation_scores(candidates(run), rows)
-    chosen = choose(greedy)
+    chosen = choose(greedy_wer(greedy))
     pieces = candidates(run)[chosen]
     beams = validation_scores({chosen: pieces}, rows, num_beams=BEAMS)[chosen]
     num_beams = BEAMS if beams["wer"] < greedy[chosen]["wer"] else 1
@@ -314,7 +328,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
               "steps": state.get("global_step"), "training_seconds": None if runtime is None else round(runtime),
               "wall_seconds": None, "kept": chosen, "num_beams": num_beams,
               "validation": {"clips": len(rows),
-                             "greedy_wer": {name: round(s["wer"], 4) for name, s in greedy.items()},
+                             "greedy_wer": greedy_wer(greedy),
                              f"{BEAMS}_beams_wer": round(beams["wer"], 4),
                              "by_source": rounded(whisper_by_source),
                              "listening": listening_check(pieces, rows)},
@@ -331,15 +345,20 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
 def spread(runs: list[Path], validation: Path = VALIDATION, out: Path = Path("build/mini-train/spread.json")) -> dict:
     """The seed-to-seed spread: each run (the same recipe, another seed) scored greedy on validation as `keep`
     scores it (its end and its EMA, the lower kept), and the distance between the best and the worst, in
-    WER points and in words of the validation references. A later change smaller than it is noise."""
+    WER points and in words of the validation references. A later change smaller than it is noise.
+
+    A run is a finished run's folder, or the recipe.json that `keep` wrote for the run it kept
+    (mini/trained/recipe.json): its recorded scores are used instead of scoring the run again."""
     rows = load_clips(validation)
     words = sum(len(row["text"].split()) for row in rows)
     found = {}
     for run in runs:
-        greedy = validation_scores(candidates(run), rows)
-        chosen = choose(greedy)
-        found[str(run)] = {"greedy_wer": {name: round(s["wer"], 4) for name, s in greedy.items()}, "kept": chosen,
-                           "wer": round(greedy[chosen]["wer"], 4)}  # fmt: skip
+        if run.suffix == ".json":
+            wer = recorded_greedy_wer(run, len(rows))
+        else:
+            wer = greedy_wer(validation_scores(candidates(run), rows))
+        chosen = choose(wer)
+        found[str(run)] = {"greedy_wer": wer, "kept": chosen, "wer": wer[chosen]}
     wers = [run["wer"] for run in found.values()]
     result = {"validation": str(validation), "clips": len(rows), "words": words, "runs": found,
               "spread_points": round(100 * (max(wers) - min(wers)), 2),
@@ -409,7 +428,8 @@ def main(argv=None):
     parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluation.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
-    parser.add_argument("--runs", type=Path, nargs="+", help="with spread: the runs of the recipe under different seeds")
+    parser.add_argument("--runs", type=Path, nargs="+",
+                        help="with spread: the recipe's runs under different seeds (a run's folder, or keep's recipe.json)")
     args = parser.parse_args(argv)
     if args.step == "compare":
         compare(args.predictions)

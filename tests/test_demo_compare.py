@@ -138,6 +138,17 @@ def test_spread_scores_each_seed_on_validation_as_keep_does(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         demo.main(["spread", "--runs", str(run)])
     assert capsys.readouterr().err.endswith("error: spread needs at least two --runs\n")
+    # the kept run's scores as keep recorded them, not scored again
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"validation": {"clips": 2, "greedy_wer": {"end": 0.1465, "ema": 0.148}}}))
+    result = demo.spread([recipe, other], tmp_path / "validation.jsonl", tmp_path / "spread.json")
+    assert result["runs"][str(recipe)] == {"greedy_wer": {"end": 0.1465, "ema": 0.148}, "kept": "end", "wer": 0.1465}
+    assert (result["spread_points"], result["spread_words"]) == (5.35, 0)
+    recipe.write_text(json.dumps({"validation": {"clips": 165, "greedy_wer": {"end": 0.1465}}}))
+    with pytest.raises(ValueError) as info:
+        demo.spread([recipe, other], tmp_path / "validation.jsonl", tmp_path / "spread.json")
+    assert str(info.value) == (f"{recipe} records no greedy validation WER of 2 clips: "
+                               "expected the recipe.json that mini.demo keep writes")  # fmt: skip
 
 
 def test_keep_refuses_a_folder_without_an_adapter(tmp_path):
