@@ -85,16 +85,17 @@ def _cut_long(region: list[int], energy: np.ndarray, longest: int) -> list[list[
 
 
 def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = DEFAULT_SEGMENT_SECONDS, min_pause_seconds: float = 0.3,
-                    min_speech_seconds: float = 0.2) -> list[tuple[int, int]]:
+                    min_speech_seconds: float = 0.2, energy: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Speech segments of 16 kHz `samples` as `(start, end)` sample offsets, each at most `max_segment_seconds`.
 
     Speech separated by a pause of `min_pause_seconds` or more is cut there; neighbouring pieces are
     joined again while the joined span fits `max_segment_seconds`. Speech longer than that with no
     such pause is cut at its quietest 100 ms. Pieces under `min_speech_seconds` of speech are dropped,
-    so silence, clicks and noise bursts give no segment. A recording without speech gives `[]`."""
+    so silence, clicks and noise bursts give no segment. A recording without speech gives `[]`.
+    `energy`: the recording's `frame_energy`, where the caller has computed it already."""
     if not max_segment_seconds > 0 or max_segment_seconds > 30:
         raise ValueError(f"max_segment_seconds must be above 0 and at most 30 (one Whisper window), got {max_segment_seconds}")
-    energy = frame_energy(samples)
+    energy = frame_energy(samples) if energy is None else energy
     speech = _speech_in(energy)
     pause, longest = round(min_pause_seconds * 100), round(max_segment_seconds * 100)
     regions: list[list[int]] = []
@@ -267,10 +268,11 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
             yield {"is_last": True, "audio": None if silent else samples, "prompt": text_prompt,
                    "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2)), "pauses": []}
             return
-        segments = split_at_pauses(samples, max_segment_seconds)
+        energy = frame_energy(samples)
+        segments = split_at_pauses(samples, max_segment_seconds, energy=energy)
         if not segments:
             yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None, "pauses": []}
-        speech = speech_frames(samples) if return_timestamps else None
+        speech = _speech_in(energy) if return_timestamps else None
         for index, (start, end) in enumerate(segments):
             pauses = [] if speech is None else pauses_within(speech, start // FRAME_SAMPLES, end // FRAME_SAMPLES)
             yield {"is_last": index == len(segments) - 1, "audio": samples[start:end], "prompt": text_prompt,
