@@ -82,3 +82,12 @@ def test_decode_probe_times_both_caches_and_they_give_the_same_tokens(tiny_dir):
     assert set(results) == {"dynamic", "static"}
     assert results["dynamic"]["tokens"] == results["static"]["tokens"] and len(results["static"]["tokens"]) == 16
     assert all(r["sixteen_tokens_s"] > 0 and r["first_token_s"] > 0 for r in results.values())
+
+
+def test_prefill_logits_times_both_ways_and_they_give_the_same_logits(tiny_dir):
+    from bench import prefill_logits
+
+    results = prefill_logits.main(["--model", str(tiny_dir), "--batch_size", "2", "--seconds", "1", "--repeats", "1"])
+    for dtype in ("bfloat16", "float32"):
+        assert results[dtype]["same_logits"] is True
+        assert results[dtype]["parent_slice_seconds"] > 0 and results[dtype]["gathered_seconds"] > 0

@@ -143,6 +143,24 @@ def test_training_loss_uses_answer_positions_only_and_equals_the_full_loss(tiny)
     torch.testing.assert_close(answer_only.loss, full.loss, rtol=1e-5, atol=1e-6)
 
 
+def test_last_logits_come_from_a_contiguous_lm_head_input(tiny):
+    # generate's prefill asks for the last position only (logits_to_keep=1): lm_head must get those rows
+    # gathered, not a strided view (torch's CPU bf16 matmul of a strided 3-D input takes a reference path).
+    model, processor = tiny
+    inputs = processor(text=[build_prompt(processor, "Transcribe.")] * 2, audio=[make_clip(1.0), make_clip(2.0, 1)],
+                       sampling_rate=SR)  # fmt: skip
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    try:
+        with torch.no_grad():
+            last, full = model(**inputs, logits_to_keep=1).logits, model(**inputs).logits
+    finally:
+        hook.remove()
+    assert seen == [True, True]
+    assert last.shape == (2, 1, model.config.text_config.vocab_size)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)
+
+
 def test_static_cache_generates_what_the_dynamic_cache_does(tiny):
     model, processor = tiny
     clips = [make_clip(1.0), make_clip(31.0, seed=3)]
