@@ -8,8 +8,8 @@ and torch's CPU matmul of a strided 3-D bf16 input by weights that need no gradi
 reference path; the graft's `forward` gathers the rows into a contiguous tensor first. Weights
 need no gradient under PEFT (evaluation during training, `--adapter` loading) or after
 `requires_grad_(False)`, so the model is frozen here. Times one prefill forward of `batch_size`
-clips both ways (p50 of `repeats` after a warm-up), in bf16 and float32, and checks that both
-give the same logits.
+clips both ways (p50 of `repeats` after a warm-up), in bf16 and float32, and the largest difference
+between their logits.
 """
 
 import argparse
@@ -54,10 +54,11 @@ def main(argv=None) -> dict:
                 lambda: Qwen2VLForConditionalGeneration.forward(model, **inputs, logits_to_keep=1).logits, args.repeats)
             ours, our_logits = p50_seconds(lambda: model(**inputs, logits_to_keep=1).logits, args.repeats)
         name = str(dtype).removeprefix("torch.")
+        difference = (parent_logits.float() - our_logits.float()).abs().max().item()
         results[name] = {"parent_slice_seconds": round(parent, 3), "gathered_seconds": round(ours, 3),
-                         "speed-up": round(parent / ours, 2), "same_logits": torch.equal(parent_logits, our_logits)}  # fmt: skip
+                         "speed-up": round(parent / ours, 2), "max_abs_difference": difference}  # fmt: skip
         print(f"{name}: prefill of {len(clips)} clips, the parent's slice {parent:.3f} s, gathered rows {ours:.3f} s "
-              f"({parent / ours:.1f}x); same logits: {results[name]['same_logits']}")  # fmt: skip
+              f"({parent / ours:.1f}x); logits differ by at most {difference:.2e}")  # fmt: skip
     print(json.dumps(results))
     return results
 

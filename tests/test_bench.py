@@ -88,6 +88,7 @@ def test_prefill_logits_times_both_ways_and_they_give_the_same_logits(tiny_dir):
     from bench import prefill_logits
 
     results = prefill_logits.main(["--model", str(tiny_dir), "--batch_size", "2", "--seconds", "1", "--repeats", "1"])
+    assert results["bfloat16"]["max_abs_difference"] == 0.0
+    assert results["float32"]["max_abs_difference"] < 1e-5  # float32 matmuls of other shapes block differently
     for dtype in ("bfloat16", "float32"):
-        assert results[dtype]["same_logits"] is True
         assert results[dtype]["parent_slice_seconds"] > 0 and results[dtype]["gathered_seconds"] > 0
