@@ -317,8 +317,7 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             video_grid_thw=video_grid_thw, mm_token_type_ids=mm_token_type_ids, **kwargs,
         )  # fmt: skip
         if labels is not None and self.training:
-            outputs = self.model(**model_inputs)
-            return self._answer_only_loss(outputs, labels, kwargs.get("num_items_in_batch"))
+            return self.answer_loss(labels, **model_inputs)
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             # The last positions as an index, not the parent's slice: `hidden_states[:, -k:]` is a strided
             # view, and torch's CPU bf16 matmul of a strided 3-D input by frozen weights takes a reference
@@ -329,10 +328,13 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             logits_to_keep = torch.arange(max(length - logits_to_keep, 0), length, device=device)
         return super().forward(labels=labels, logits_to_keep=logits_to_keep, **model_inputs)
 
-    def _answer_only_loss(self, outputs, labels, num_items_in_batch=None) -> CausalLMOutputWithPast:
-        """Training loss with `lm_head` applied only where a label is set (the answer tokens):
-        the vocabulary projection of prompt and audio positions is never computed. The loss
-        equals the parent's; `logits` then holds only those positions, `(answer tokens, vocab)`."""
+    def answer_loss(self, labels, num_items_in_batch=None, **inputs) -> CausalLMOutputWithPast:
+        """The loss with `lm_head` applied only where a label is set (the answer tokens), in any mode:
+        what `forward` returns in training. The vocabulary projection of prompt and audio positions
+        is never computed. The loss equals the parent's; `logits` holds only the answer positions,
+        `(answer tokens, vocab)`. Evaluation that needs the loss alone (the listening check) calls it:
+        in eval mode `forward` gives the parent's logits at every position."""
+        outputs = self.model(**inputs)
         hidden = outputs.last_hidden_state[:, :-1]  # position t predicts token t + 1
         targets = labels[:, 1:].to(hidden.device)
         answer = targets != -100

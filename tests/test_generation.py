@@ -141,6 +141,9 @@ def test_training_loss_uses_answer_positions_only_and_equals_the_full_loss(tiny)
     assert answer_only.logits.shape == (n_answer, model.config.text_config.vocab_size)
     assert full.logits.shape[:2] == batch["input_ids"].shape
     torch.testing.assert_close(answer_only.loss, full.loss, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        in_eval_mode = model.answer_loss(**batch)  # the same path, asked for outside training
+    assert in_eval_mode.logits.shape == answer_only.logits.shape and torch.equal(in_eval_mode.loss, answer_only.loss)
 
 
 def test_last_logits_come_from_a_contiguous_lm_head_input(tiny):

@@ -94,6 +94,17 @@ def test_the_checks_run_under_bf16_autocast(tmp_path):
     assert trainer.args.bf16 is True
     (check,) = [entry for entry in trainer.state.log_history if "eval_loss_own_audio" in entry]
     assert {"eval_wer", "eval_cer", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio"} <= set(check)
+    # Trainer's evaluation loss (answer positions only) over the same 4 clips in one batch
+    (evaluation,) = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert evaluation["eval_loss"] == pytest.approx(check["eval_loss_own_audio"], rel=1e-3)
+    ranks = []  # lm_head's input: (answer tokens, hidden), not the parent's (batch, positions, hidden)
+    hook = trainer.model.get_base_model().lm_head.register_forward_hook(lambda m, args, out: ranks.append(args[0].dim()))
+    try:
+        loss, logits, labels = trainer.prediction_step(trainer.model, next(iter(trainer.get_eval_dataloader())), True)
+    finally:
+        hook.remove()
+    assert ranks == [2] and logits is None and labels is None
+    assert loss.item() == pytest.approx(evaluation["eval_loss"], rel=1e-3)
     projector = [p for n, p in trainer.model.named_parameters() if "audio_projector.modules_to_save" in n]
     assert projector and all(p.dtype == torch.float32 for p in projector)  # trained weights stay float32
     frozen = trainer.model.base_model.model.model.language_model.layers[0].mlp.up_proj.base_layer.weight

@@ -48,7 +48,7 @@ def listening_losses(model, processor, items: list[dict], instruction: str, batc
         raise ValueError(f"the listening check needs at least 2 clips (to shuffle), got {len(items)}")
     collator = SpeechCollator(processor, instruction)
     was_training = model.training
-    model.eval()  # eval mode: the parent's loss, averaged over the batch's answer tokens
+    model.eval()
     losses = {}
     for way in WAYS:
         clips = audio_for(way, [item["audio"] for item in items])
@@ -58,7 +58,7 @@ def listening_losses(model, processor, items: list[dict], instruction: str, batc
                                                                              items[start : start + batch_size])]  # fmt: skip
             batch = {k: v.to(model.device) for k, v in collator(batch_items).items()}
             with autocast() if autocast is not None else contextlib.nullcontext():
-                loss = model(**batch).loss
+                loss = model.answer_loss(**batch).loss  # averaged over the batch's answer tokens
             count = int((batch["labels"][:, 1:] != -100).sum())
             total, tokens = total + float(loss) * count, tokens + count
         losses[way] = total / tokens

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import safetensors.torch
+import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
@@ -51,7 +52,9 @@ class TrainedOnlyTrainer(Trainer):
     - with `projector_learning_rate`, the projector's parameters get their own learning rate (the
       scheduler scales both groups alike);
     - `train_sampling_strategy: group_by_length` groups clips of similar length (the dataset's
-      `lengths`, found when its rows were checked) instead of reading every item to measure it.
+      `lengths`, found when its rows were checked) instead of reading every item to measure it;
+    - an evaluation that needs the loss alone (`prediction_loss_only`) takes the graft's answer-only
+      loss (`answer_loss`) instead of the parent's logits at every prompt and audio position.
     """
 
     def __init__(self, *args, projector_learning_rate=None, **kwargs):
@@ -84,6 +87,14 @@ class TrainedOnlyTrainer(Trainer):
         # Trainer groups the eval set by length too under group_by_length, reading every item to measure it.
         grouped = self._grouped(eval_dataset, self.args.eval_batch_size)
         return grouped if grouped is not None else super()._get_eval_sampler(eval_dataset)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if not prediction_loss_only or "labels" not in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.accelerator.unwrap_model(model).answer_loss(**inputs).loss
+        return loss.detach(), None, None
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)
