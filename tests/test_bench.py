@@ -92,3 +92,17 @@ def test_prefill_logits_times_both_ways_and_they_give_the_same_logits(tiny_dir):
     assert results["float32"]["max_abs_difference"] < 1e-5  # float32 matmuls of other shapes block differently
     for dtype in ("bfloat16", "float32"):
         assert results[dtype]["parent_slice_seconds"] > 0 and results[dtype]["gathered_seconds"] > 0
+
+
+def test_eval_cost_times_each_part_of_an_evaluation(tiny_dir, tmp_path):
+    from bench import eval_cost
+    from train.building.toy_audio import make_toy_audio
+
+    manifests = make_toy_audio(tmp_path / "audio", train=2, devtest=4, words=4, max_words=1)
+    results = eval_cost.main(["--model", str(tiny_dir), "--data", str(manifests["devtest"]), "--clips", "3",
+                              "--batch_size", "2", "--max_new_tokens", "2"])  # fmt: skip
+    assert results["clips"] == 3
+    assert set(results["listening"]) == {"seconds", "own", "zeroed", "shuffled"}
+    # the loss pass is Trainer's mean of batch means; the listening check's own loss is over all answer tokens
+    assert results["loss"]["value"] > 0 and results["listening"]["own"] > 0
+    assert 0 <= results["transcripts"]["wer"] and results["total_seconds"] > 0
