@@ -44,7 +44,7 @@ def build_datasets(data_args, max_seconds: float, seed: int = 0):
 
 
 class TrainedOnlyTrainer(Trainer):
-    """Trainer for the graft's stages. Differs from `Trainer` in three ways:
+    """Trainer for the graft's stages. Differs from `Trainer` in four ways:
 
     - checkpoints and the final save hold only the trainable weights (the projector; for a PEFT
       model, its adapter with the projector), never a copy of the frozen LLM. Resuming loads them
@@ -54,7 +54,8 @@ class TrainedOnlyTrainer(Trainer):
     - `train_sampling_strategy: group_by_length` groups clips of similar length (the dataset's
       `lengths`, found when its rows were checked) instead of reading every item to measure it;
     - an evaluation that needs the loss alone (`prediction_loss_only`) takes the graft's answer-only
-      loss (`answer_loss`) instead of the parent's logits at every prompt and audio position.
+      loss (`answer_loss`) instead of the parent's logits at every prompt and audio position (not
+      under FSDP or DeepSpeed, whose wrappers gather the sharded weights in `forward`).
     """
 
     def __init__(self, *args, projector_learning_rate=None, **kwargs):
@@ -89,7 +90,8 @@ class TrainedOnlyTrainer(Trainer):
         return grouped if grouped is not None else super()._get_eval_sampler(eval_dataset)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        if not prediction_loss_only or "labels" not in inputs:
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        if not prediction_loss_only or "labels" not in inputs or sharded:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
