@@ -323,9 +323,9 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             # view, and torch's CPU bf16 matmul of a strided 3-D input by frozen weights takes a reference
             # path (a generation prefill of 8 clips: lm_head 12.6 s instead of 0.07 s, torch 2.13; see
             # pytorch/pytorch#151934). An index gathers the rows into a contiguous tensor; same logits.
-            length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-            device = (input_ids if input_ids is not None else inputs_embeds).device
-            logits_to_keep = torch.arange(max(length - logits_to_keep, 0), length, device=device)
+            positions = input_ids if input_ids is not None else inputs_embeds
+            length = positions.shape[1]
+            logits_to_keep = torch.arange(max(length - logits_to_keep, 0), length, device=positions.device)
         return super().forward(labels=labels, logits_to_keep=logits_to_keep, **model_inputs)
 
     def answer_loss(self, labels, num_items_in_batch=None, **inputs) -> CausalLMOutputWithPast:

@@ -10,24 +10,18 @@ with its result, so that a faster path can be seen to give the same losses and W
 """
 
 import argparse
-import contextlib
+import functools
 import json
-import time
 
 import torch
 
+from bench.step_profile import timed
 from train.evaluation.evaluate import evaluate_dataset
 from train.evaluation.listening import listening_losses
 from train.graft import DEFAULT_INSTRUCTION
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.weights.loading import load_graft
 from train.weights.precision import resolve_precision
-
-
-def timed(fn):
-    started = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - started, 1)
 
 
 def loss_pass(model, processor, items, batch_size, autocast) -> float:
@@ -52,7 +46,7 @@ def main(argv=None) -> dict:
     dtype = resolve_precision("auto", use_cpu=True)
     model, processor = load_graft(args.model, adapter=args.adapter, dtype=dtype)
     model.eval()
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == torch.bfloat16 else contextlib.nullcontext
+    autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     dataset = SpeechDataset(load_rows(args.data), processor.max_audio_seconds, limit=args.clips, spread=True)
     items = [dataset[i] for i in range(len(dataset))]
     loss, loss_seconds = timed(lambda: loss_pass(model, processor, items, args.batch_size, autocast))
@@ -62,9 +56,9 @@ def main(argv=None) -> dict:
         model, processor, dataset, instruction=DEFAULT_INSTRUCTION, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, autocast=autocast))  # fmt: skip
     results = {"clips": len(items), "dtype": str(dtype).removeprefix("torch."), "torch": torch.__version__,
-               "loss": {"seconds": loss_seconds, "value": round(loss, 4)},
-               "listening": {"seconds": listening_seconds, **{way: round(v, 4) for way, v in losses.items()}},
-               "transcripts": {"seconds": transcript_seconds, "wer": round(scores["wer"], 4)},
+               "loss": {"seconds": round(loss_seconds, 1), "value": round(loss, 4)},
+               "listening": {"seconds": round(listening_seconds, 1), **{way: round(v, 4) for way, v in losses.items()}},
+               "transcripts": {"seconds": round(transcript_seconds, 1), "wer": round(scores["wer"], 4)},
                "total_seconds": round(loss_seconds + listening_seconds + transcript_seconds, 1)}  # fmt: skip
     print(json.dumps(results, indent=2))
     return results
