@@ -85,18 +85,20 @@ def _cut_long(region: list[int], energy: np.ndarray, longest: int) -> list[list[
 
 
 def split_at_pauses(samples: np.ndarray, max_segment_seconds: float = DEFAULT_SEGMENT_SECONDS, min_pause_seconds: float = 0.3,
-                    min_speech_seconds: float = 0.2, energy: np.ndarray | None = None) -> list[tuple[int, int]]:
+                    min_speech_seconds: float = 0.2, energy: np.ndarray | None = None,
+                    speech: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Speech segments of 16 kHz `samples` as `(start, end)` sample offsets, each at most `max_segment_seconds`.
 
     Speech separated by a pause of `min_pause_seconds` or more is cut there; neighbouring pieces are
     joined again while the joined span fits `max_segment_seconds`. Speech longer than that with no
     such pause is cut at its quietest 100 ms. Pieces under `min_speech_seconds` of speech are dropped,
     so silence, clicks and noise bursts give no segment. A recording without speech gives `[]`.
-    `energy`: the recording's `frame_energy`, where the caller has computed it already."""
+    `energy` and `speech`: the recording's `frame_energy` and `speech_frames`, where the caller has
+    computed them already."""
     if not max_segment_seconds > 0 or max_segment_seconds > 30:
         raise ValueError(f"max_segment_seconds must be above 0 and at most 30 (one Whisper window), got {max_segment_seconds}")
     energy = frame_energy(samples) if energy is None else energy
-    speech = _speech_in(energy)
+    speech = _speech_in(energy) if speech is None else speech
     pause, longest = round(min_pause_seconds * 100), round(max_segment_seconds * 100)
     regions: list[list[int]] = []
     for run in _runs(speech):
@@ -269,12 +271,12 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
                    "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2)), "pauses": []}
             return
         energy = frame_energy(samples)
-        segments = split_at_pauses(samples, max_segment_seconds, energy=energy)
+        speech = _speech_in(energy)
+        segments = split_at_pauses(samples, max_segment_seconds, energy=energy, speech=speech)
         if not segments:
             yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None, "pauses": []}
-        speech = _speech_in(energy) if return_timestamps else None
         for index, (start, end) in enumerate(segments):
-            pauses = [] if speech is None else pauses_within(speech, start // FRAME_SAMPLES, end // FRAME_SAMPLES)
+            pauses = pauses_within(speech, start // FRAME_SAMPLES, end // FRAME_SAMPLES) if return_timestamps else []
             yield {"is_last": index == len(segments) - 1, "audio": samples[start:end], "prompt": text_prompt,
                    "timestamp": (round(start / SAMPLING_RATE, 2), round(end / SAMPLING_RATE, 2)), "pauses": pauses}
 

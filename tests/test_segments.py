@@ -10,7 +10,7 @@ from transformers import pipeline
 
 from tests.conftest import non_text_tokens
 from train.graft import build_prompt, split_at_pauses
-from qwen2_audio_graft.pipeline_qwen2_audio_graft import pauses_within, sentence_chunks, speech_frames
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import frame_energy, pauses_within, sentence_chunks, speech_frames
 
 RATE = 16000
 
@@ -44,6 +44,12 @@ def test_segments_fall_on_the_silences():
     # with room for two sounds, neighbours are joined across their pause
     joined = seconds(split_at_pauses(audio, max_segment_seconds=6.0))
     assert [(round(a, 2), round(b, 2)) for a, b in joined] == [(0.45, 6.15), (7.05, 11.65)]
+    # the frame energy and speech flags a caller computed already are used as given
+    energy, speech = frame_energy(audio), speech_frames(audio)
+    assert seconds(split_at_pauses(audio, 6.0, energy=energy, speech=speech)) == joined
+    speech[: int(6.5 * 100)] = False
+    later = seconds(split_at_pauses(audio, 6.0, energy=energy, speech=speech))
+    assert [(round(a, 2), round(b, 2)) for a, b in later] == [(7.05, 11.65)]
 
 
 def test_speech_without_a_pause_is_cut_where_it_is_quietest():
