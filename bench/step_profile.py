@@ -3,9 +3,10 @@
     python -m bench.step_profile --model build/mini-base --data build/corpus/train.jsonl [--lora_r 11] [--steps 6]
 
 Loads the graft as stage 2 trains it (frozen weights in bf16 where the CPU has it, LoRA and the
-projector in float32 under autocast), draws length-grouped batches like the Trainer, and times
-each part of a step with the others held apart. Prints the mean seconds per part, the prompt and
-answer tokens per item, and the share of padding.
+projector in float32 under autocast), takes rows spread over the whole manifest, joins some as the
+recipe does (`--join_clips`), draws length-grouped batches like the Trainer, and times each part of
+a step with the others held apart, the optimizer's (gradient clipping and AdamW) included. Prints
+the mean seconds per part, the prompt, audio and answer tokens per item, and the share of padding.
 """
 
 import argparse
@@ -14,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from train.stages.data import SpeechCollator, SpeechDataset, load_rows
+from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, load_rows
 from train.graft import DEFAULT_INSTRUCTION
 from train.weights.loading import load_graft
 from train.weights.precision import keep_trainable_float32, resolve_precision
@@ -28,6 +29,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    parser.add_argument("--join_clips", type=float, default=0.1, help="as the recipe (mini_stage2.yaml); 0 for none")
+    parser.add_argument("--join_max_clips", type=int, default=3)
+    parser.add_argument("--join_max_seconds", type=float, default=20.0)
     return parser.parse_args(argv)
 
 
@@ -57,13 +61,17 @@ def main(argv=None):
     dtype = resolve_precision("auto", use_cpu=True)
     model, processor = lora_model(args.model, args.lora_r, dtype)
     rows = load_rows(args.data)
-    dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.batch_size * (args.steps + 1) * 4)
+    dataset = SpeechDataset(rows, processor.max_audio_seconds, limit=args.batch_size * (args.steps + 1) * 4, spread=True)
+    if args.join_clips:
+        dataset = JoinedClips(dataset, args.join_clips, args.join_max_clips, args.join_max_seconds)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=1e-5, weight_decay=0.0)
     order = np.argsort(dataset.lengths)  # length-grouped, as train_sampling_strategy group_by_length
     batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
     pick = np.random.default_rng(0).choice(len(batches), size=args.steps + 1, replace=False)
     collator = SpeechCollator(processor, args.instruction)
     inner = model.base_model.model
-    parts = {"collate": [], "encoder": [], "projector+LLM forward": [], "backward": []}
+    parts = {"collate": [], "encoder": [], "projector+LLM forward": [], "backward": [], "optimizer": []}
     shapes = {"prompt": [], "audio": [], "answer": [], "padding": []}
     for n, b in enumerate(pick):
         batch, t_collate = timed(lambda: collator([dataset[int(i)] for i in batches[b]]))
@@ -72,10 +80,11 @@ def main(argv=None):
                 _, t_encoder = timed(lambda: inner.model.encode_audio(batch["input_features"], batch["input_features_mask"]))
             out, t_forward = timed(lambda: model(**batch))
         _, t_backward = timed(lambda: out.loss.backward())
-        model.zero_grad(set_to_none=True)
+        _, t_optimizer = timed(lambda: (torch.nn.utils.clip_grad_norm_(trained, 1.0), optimizer.step()))
+        optimizer.zero_grad(set_to_none=True)
         if n == 0:
             continue  # the first step warms up the kernels
-        for key, value in zip(parts, (t_collate, t_encoder, t_forward - t_encoder, t_backward)):
+        for key, value in zip(parts, (t_collate, t_encoder, t_forward - t_encoder, t_backward, t_optimizer)):
             parts[key].append(value)
         real = batch["attention_mask"].sum(-1)
         answer = (batch["labels"] != -100).sum(-1)
@@ -84,13 +93,16 @@ def main(argv=None):
         shapes["audio"].append(float(audio.float().mean()))
         shapes["answer"].append(float(answer.float().mean()))
         shapes["padding"].append(1 - float(real.sum()) / batch["attention_mask"].numel())
-    total = sum(np.mean(v) for v in parts.values())
+    seconds = {key: float(np.mean(values)) for key, values in parts.items()}
+    total = sum(seconds.values())
     print(f"{args.steps} batches of {args.batch_size}, LoRA r={args.lora_r}, frozen weights in {dtype}")
-    for key, values in parts.items():
-        print(f"  {key:24} {np.mean(values):6.2f} s  ({np.mean(values) / total:.0%})")
+    for key, value in seconds.items():
+        print(f"  {key:24} {value:6.2f} s  ({value / total:.0%})")
     print(f"  {'step':24} {total:6.2f} s")
-    print("per item: " + ", ".join(f"{k} {np.mean(v):.1f} tokens" for k, v in shapes.items() if k != "padding")
-          + f"; padding {np.mean(shapes['padding']):.0%} of the batch")
+    per_item = {key: float(np.mean(values)) for key, values in shapes.items()}
+    print("per item: " + ", ".join(f"{k} {v:.1f} tokens" for k, v in per_item.items() if k != "padding")
+          + f"; padding {per_item['padding']:.0%} of the batch")
+    return {"seconds": seconds, "step_seconds": total, "per_item": per_item}
 
 
 if __name__ == "__main__":

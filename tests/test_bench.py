@@ -106,3 +106,22 @@ def test_eval_cost_times_each_part_of_an_evaluation(tiny_dir, tmp_path):
     # the loss pass is Trainer's mean of batch means; the listening check's own loss is over all answer tokens
     assert results["loss"]["value"] > 0 and results["listening"]["own"] > 0
     assert 0 <= results["transcripts"]["wer"] and results["total_seconds"] > 0
+
+
+def test_step_profile_times_each_part_of_a_training_step(tiny_dir, tmp_path):
+    from bench import step_profile
+    from train.building.toy_audio import make_toy_audio
+
+    manifests = make_toy_audio(tmp_path / "audio", train=12, devtest=2, words=4, max_words=2)
+    common = ["--model", str(tiny_dir), "--data", str(manifests["train"]), "--steps", "2", "--batch_size", "2",
+              "--lora_r", "2"]  # fmt: skip
+    single = step_profile.main(common + ["--join_clips", "0"])
+    assert set(single["seconds"]) == {"collate", "encoder", "projector+LLM forward", "backward", "optimizer"}
+    assert all(value > 0 for value in single["seconds"].values())
+    assert abs(single["step_seconds"] - sum(single["seconds"].values())) < 1e-9
+    # every item joined with one other clip: about twice the audio and answer tokens of single clips
+    joined = step_profile.main(common + ["--join_clips", "1", "--join_max_clips", "2", "--join_max_seconds", "30"])
+    assert joined["per_item"]["prompt"] == single["per_item"]["prompt"] > 0
+    assert joined["per_item"]["audio"] > 1.5 * single["per_item"]["audio"]
+    assert joined["per_item"]["answer"] > 1.5 * single["per_item"]["answer"]
+    assert 0 <= joined["per_item"]["padding"] < 1
