@@ -1,12 +1,13 @@
 """Where a mini-graft training step's time goes: encoder, LLM forward, backward, and the batch's shape.
 
-    python -m bench.step_profile --model build/mini-base --data build/corpus/train.jsonl [--lora_r 11] [--steps 6]
+    python -m bench.step_profile --model build/mini-base --data build/corpus/train.jsonl [--lora_r 11] [--steps 6] [--compile]
 
 Loads the graft as stage 2 trains it (frozen weights in bf16 where the CPU has it, LoRA and the
 projector in float32 under autocast), takes rows spread over the whole manifest, joins some as the
 recipe does (`--join_clips`), draws length-grouped batches like the Trainer, and times each part of
 a step with the others held apart, the optimizer's (gradient clipping and AdamW) included. Prints
-the mean seconds per part, the prompt, audio and answer tokens per item, and the share of padding.
+the mean seconds per part, the prompt, audio and answer tokens per item, the share of padding and
+the mean loss (to compare `--compile`, which compiles the LLM with dynamic shapes, with eager).
 """
 
 import argparse
@@ -32,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--join_clips", type=float, default=0.1, help="as the recipe (mini_stage2.yaml); 0 for none")
     parser.add_argument("--join_max_clips", type=int, default=3)
     parser.add_argument("--join_max_seconds", type=float, default=20.0)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the LLM (dynamic shapes); the first step's time then includes compiling")
     return parser.parse_args(argv)
 
 
@@ -71,6 +74,9 @@ def main(argv=None):
     pick = np.random.default_rng(0).choice(len(batches), size=args.steps + 1, replace=False)
     collator = SpeechCollator(processor, args.instruction)
     inner = model.base_model.model
+    if args.compile:
+        inner.model.language_model = torch.compile(inner.model.language_model, dynamic=True)
+    first_step, losses = 0.0, []
     parts = {"collate": [], "encoder": [], "projector+LLM forward": [], "backward": [], "optimizer": []}
     shapes = {"prompt": [], "audio": [], "answer": [], "padding": []}
     for n, b in enumerate(pick):
@@ -83,7 +89,9 @@ def main(argv=None):
         _, t_optimizer = timed(lambda: (torch.nn.utils.clip_grad_norm_(trained, 1.0), optimizer.step()))
         optimizer.zero_grad(set_to_none=True)
         if n == 0:
-            continue  # the first step warms up the kernels
+            first_step = t_collate + t_encoder + t_forward + t_backward + t_optimizer
+            continue  # the first step warms up the kernels (and compiles, with --compile)
+        losses.append(float(out.loss.detach()))
         for key, value in zip(parts, (t_collate, t_encoder, t_forward - t_encoder, t_backward, t_optimizer)):
             parts[key].append(value)
         real = batch["attention_mask"].sum(-1)
@@ -95,14 +103,17 @@ def main(argv=None):
         shapes["padding"].append(1 - float(real.sum()) / batch["attention_mask"].numel())
     seconds = {key: float(np.mean(values)) for key, values in parts.items()}
     total = sum(seconds.values())
-    print(f"{args.steps} batches of {args.batch_size}, LoRA r={args.lora_r}, frozen weights in {dtype}")
+    print(f"{args.steps} batches of {args.batch_size}, LoRA r={args.lora_r}, frozen weights in {dtype}"
+          f"{', the LLM compiled' if args.compile else ''}; the first step (not counted) {first_step:.1f} s")
     for key, value in seconds.items():
         print(f"  {key:24} {value:6.2f} s  ({value / total:.0%})")
     print(f"  {'step':24} {total:6.2f} s")
     per_item = {key: float(np.mean(values)) for key, values in shapes.items()}
     print("per item: " + ", ".join(f"{k} {v:.1f} tokens" for k, v in per_item.items() if k != "padding")
           + f"; padding {per_item['padding']:.0%} of the batch")
-    return {"seconds": seconds, "step_seconds": total, "per_item": per_item}
+    print(f"mean loss {np.mean(losses):.4f}")
+    return {"seconds": seconds, "step_seconds": total, "per_item": per_item, "first_step_seconds": first_step,
+            "mean_loss": float(np.mean(losses))}  # fmt: skip
 
 
 if __name__ == "__main__":
