@@ -302,7 +302,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     import shutil
 
     from mini.sweep import last_state
-    from train.stages.clock import trained_seconds
+    from train.stages.clock import trained_seconds, training_parts
     from train.weights.precision import hardware
 
     rows = load_clips(validation)
@@ -326,7 +326,7 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
               "command": "make demo-train", "config": "train/configs/mini_stage2.yaml", "hardware": hardware(),
               "steps": state.get("global_step"), "training_seconds": None if runtime is None else round(runtime),
-              "wall_seconds": None, "kept": chosen, "num_beams": num_beams,
+              "training_parts": training_parts(run), "wall_seconds": None, "kept": chosen, "num_beams": num_beams,
               "validation": {"clips": len(rows),
                              "greedy_wer": greedy_wer(greedy),
                              f"{BEAMS}_beams_wer": round(beams["wer"], 4),
@@ -375,13 +375,23 @@ def rounded(table: dict) -> dict:
             for key, value in table.items()}
 
 
-def record_wall_time(started_at: float) -> dict:
-    """Write the whole `make demo-train`'s seconds since `started_at` (a Unix time) into recipe.json."""
+def record_wall_time(started_at: float, corpus: Path = Path("build/corpus")) -> dict:
+    """Write the whole `make demo-train`'s seconds since `started_at` (a Unix time) into recipe.json, where
+    the command ran in one go: the corpus made from nothing and the training in one part. A command
+    continued after a cut-off did part of its work before `started_at`, so its wall time stays null."""
     path = TRAINED / "recipe.json"
     recipe = json.loads(path.read_text())
-    recipe["wall_seconds"] = round(time.time() - started_at)
+    seconds = round(time.time() - started_at)
+    reused = json.loads((corpus / "stats.json").read_text()).get("reused_clips")
+    parts = recipe.get("training_parts")
+    if parts == 1 and reused == 0:
+        recipe["wall_seconds"] = seconds
+        print(f"make demo-train took {seconds} s in all, {recipe['training_seconds']} s of it training")
+    else:
+        recipe["wall_seconds"] = None
+        print(f"make demo-train was not one go (training in {parts} part(s), {reused} corpus clips reused): "
+              f"its last {seconds} s are not its wall time; wall_seconds stays null")
     path.write_text(json.dumps(recipe, indent=2) + "\n")
-    print(f"make demo-train took {recipe['wall_seconds']} s in all, {recipe['training_seconds']} s of it training")
     return recipe
 
 

@@ -1,6 +1,7 @@
 """mini.demo: compare (pipeline transcripts against a train.evaluation.evaluate run) and keep (choices on validation)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -58,7 +59,8 @@ def _keep_folders(tmp_path, monkeypatch):
         save_file({"w": torch.full((2,), value)}, str(folder / "adapter_model.safetensors"))
         (folder / "adapter_config.json").write_text(json.dumps({"r": 11, "from": folder.name}))
     (run / "training.png").write_bytes(b"png")
-    (run / "train_results.json").write_text(json.dumps({"train_runtime": 1234.5}))
+    (run / "train_results.json").write_text(json.dumps({"train_runtime": 34.5}))  # the last part only
+    (run / "training_clock.json").write_text(json.dumps({"seconds": 1234.4, "step": 20, "parts": 1}))
 
     def check(step, wer):
         return [{"step": step, "loss": 3.0}, {"step": step, "eval_wer": wer, "eval_loss_own_audio": 1.23456}]
@@ -86,7 +88,7 @@ def _stub_scoring(monkeypatch, greedy: dict, beams: float):
     monkeypatch.setattr(demo, "listening_check", lambda pieces, rows: {"own": 1.0, "zeroed": 5.0, "own_over_zeroed": 0.2})
 
 
-def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monkeypatch):
+def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monkeypatch, capsys):
     import torch
     from safetensors.torch import load_file
 
@@ -101,10 +103,10 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     assert json.loads((trained / "generation_config.json").read_text()) == {"num_beams": 4}  # beams beat greedy
     assert (trained / "stage2" / "training.png").read_bytes() == b"png"
     assert json.loads((trained / "recipe.json").read_text()) == recipe
-    assert {k: recipe[k] for k in ("audio_downsample", "encode_padding", "steps", "training_seconds", "wall_seconds",
-                                   "kept", "num_beams")} == {
-        "audio_downsample": 4, "encode_padding": False, "steps": 20, "training_seconds": 1234, "wall_seconds": None,
-        "kept": "ema", "num_beams": 4}  # fmt: skip
+    assert {k: recipe[k] for k in ("audio_downsample", "encode_padding", "steps", "training_seconds", "training_parts",
+                                   "wall_seconds", "kept", "num_beams")} == {
+        "audio_downsample": 4, "encode_padding": False, "steps": 20, "training_seconds": 1234, "training_parts": 1,
+        "wall_seconds": None, "kept": "ema", "num_beams": 4}  # fmt: skip
     assert recipe["validation"]["greedy_wer"] == {"end": 0.3, "ema": 0.25}
     assert recipe["validation"]["by_source"]["allison"] == {"clips": 1, "graft_wer": 0.0, "whisper_base_wer": 1.0}
     assert recipe["evaluations"] == [{"step": 10, "eval_loss_own_audio": 1.2346, "eval_wer": 0.9},
@@ -116,8 +118,20 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     assert (recipe["kept"], recipe["num_beams"]) == ("end", 1)
     assert json.loads((trained / "generation_config.json").read_text()) == {"num_beams": 1}
 
-    wall = demo.record_wall_time(time.time() - 100)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "stats.json").write_text(json.dumps({"reused_clips": 0}))
+    wall = demo.record_wall_time(time.time() - 100, corpus)
     assert 100 <= wall["wall_seconds"] <= 102 and json.loads((trained / "recipe.json").read_text()) == wall
+    # continued after a cut-off: the corpus partly made before, or the training in two parts
+    (corpus / "stats.json").write_text(json.dumps({"reused_clips": 7}))
+    assert demo.record_wall_time(time.time() - 100, corpus)["wall_seconds"] is None
+    assert re.fullmatch(r"make demo-train was not one go \(training in 1 part\(s\), 7 corpus clips reused\): its last "
+                        r"10[0-2] s are not its wall time; wall_seconds stays null", capsys.readouterr().out.splitlines()[-1])
+    (corpus / "stats.json").write_text(json.dumps({"reused_clips": 0}))
+    recipe = json.loads((trained / "recipe.json").read_text())
+    (trained / "recipe.json").write_text(json.dumps({**recipe, "training_parts": 2}))
+    assert demo.record_wall_time(time.time() - 100, corpus)["wall_seconds"] is None
 
 
 def test_spread_scores_each_seed_on_validation_as_keep_does(tmp_path, monkeypatch, capsys):

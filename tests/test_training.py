@@ -235,12 +235,13 @@ def test_ema_of_the_trained_weights_is_saved_and_resumed(setup, tmp_path, monkey
     # the checkpoint's count, where Trainer's runtime covers its last part only
     straight = json.loads((tmp_path / "straight" / "training_clock.json").read_text())
     runtime = json.loads((tmp_path / "straight" / "train_results.json").read_text())["train_runtime"]
-    assert straight["step"] == 4 and abs(straight["seconds"] - runtime) <= 0.5
+    assert straight["step"] == 4 and straight["parts"] == 1 and abs(straight["seconds"] - runtime) <= 0.5
     checkpoints = sorted((tmp_path / "resumed").glob("checkpoint-*/training_clock.json"))
     first = json.loads(checkpoints[0].read_text())
     total = json.loads((tmp_path / "resumed" / "training_clock.json").read_text())
     last_part = json.loads((tmp_path / "resumed" / "train_results.json").read_text())["train_runtime"]
     assert 0 < first["seconds"] and first["step"] < 4 and total["step"] == 4
+    assert (first["parts"], total["parts"]) == (1, 2)  # continued once: not one go
     assert abs(total["seconds"] - (first["seconds"] + last_part)) <= 0.5
     with pytest.raises(ValueError, match=r"^ema_decay must be between 0 and 1 \(0 turns the average off\), got 1\.0$"):
         stage1_align.main(_common(folder, manifests, tmp_path / "bad", 1, ["--ema_decay", "1"]))
@@ -432,16 +433,24 @@ def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path
 
 
 def test_training_clock_continues_from_the_checkpoints_count(tmp_path):
-    from train.stages.clock import TrainingClock
+    from train.stages.clock import TrainingClock, training_parts
 
     checkpoint = tmp_path / "checkpoint-200"
     checkpoint.mkdir()
-    (checkpoint / "training_clock.json").write_text('{"seconds": 1234.5, "step": 200}\n')
+    (checkpoint / "training_clock.json").write_text('{"seconds": 1234.5, "step": 200, "parts": 2}\n')
     clock = TrainingClock()
     assert clock.resume_from(str(checkpoint)) == 1234.5 and clock.seconds() == 1234.5
     assert TrainingClock().resume_from(None) == 0.0 and TrainingClock().resume_from(str(tmp_path)) == 0.0
     clock.on_train_begin(None, None, None)
     assert 1234.5 <= clock.seconds() < 1240
+    clock._write(tmp_path / "out", 300)
+    assert json.loads((tmp_path / "out" / "training_clock.json").read_text())["parts"] == 3
+    # a checkpoint from a clock that did not count its parts: at least one part came before
+    (checkpoint / "training_clock.json").write_text('{"seconds": 1234.5, "step": 200}\n')
+    older = TrainingClock()
+    older.resume_from(str(checkpoint))
+    older._write(tmp_path / "older", 300)
+    assert training_parts(tmp_path / "older") == 2 and training_parts(tmp_path) is None
 
 
 @pytest.mark.parametrize("engine", ["fsdp2", "zero3"])

@@ -4,7 +4,8 @@ Trainer's `train_runtime` (train_results.json) covers one call of `train()`: a r
 `--resume true` would report only its last part. `TrainingClock` saves the seconds trained so far
 into every checkpoint (`training_clock.json`) and, on resuming, continues from the checkpoint's
 count, so steps done again after a cut-off count once. At the end it writes the total to
-`<output_dir>/training_clock.json`, which `mini.demo keep` records as `training_seconds`.
+`<output_dir>/training_clock.json`, which `mini.demo keep` records as `training_seconds`, with the
+number of `train()` calls it took (`parts`: 1 for a run in one go).
 """
 
 import json
@@ -19,12 +20,15 @@ CLOCK_FILE = "training_clock.json"
 class TrainingClock(TrainerCallback):
     def __init__(self):
         self.before = 0.0  # seconds trained up to the checkpoint the run continues from
+        self.parts_before = 0  # train() calls up to that checkpoint
         self.started = None
 
     def resume_from(self, checkpoint: str | None) -> float:
-        """Continue from the seconds saved in `checkpoint` (0 where it holds none); returns them."""
+        """Continue from the seconds and parts saved in `checkpoint` (none where it holds no clock);
+        returns the seconds."""
         path = Path(checkpoint) / CLOCK_FILE if checkpoint else None
-        self.before = json.loads(path.read_text())["seconds"] if path is not None and path.exists() else 0.0
+        saved = json.loads(path.read_text()) if path is not None and path.exists() else {}
+        self.before, self.parts_before = saved.get("seconds", 0.0), saved.get("parts", 1 if saved else 0)
         return self.before
 
     def seconds(self) -> float:
@@ -32,7 +36,8 @@ class TrainingClock(TrainerCallback):
 
     def _write(self, folder: Path, step: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CLOCK_FILE).write_text(json.dumps({"seconds": round(self.seconds(), 1), "step": step}) + "\n")
+        clock = {"seconds": round(self.seconds(), 1), "step": step, "parts": self.parts_before + 1}
+        (folder / CLOCK_FILE).write_text(json.dumps(clock) + "\n")
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
@@ -53,3 +58,9 @@ def trained_seconds(output_dir: Path) -> float | None:
     if clock.exists():
         return json.loads(clock.read_text())["seconds"]
     return json.loads(results.read_text()).get("train_runtime")
+
+
+def training_parts(output_dir: Path) -> int | None:
+    """How many `train()` calls a finished run took (1: in one go); None where its clock does not say."""
+    clock = Path(output_dir) / CLOCK_FILE
+    return json.loads(clock.read_text()).get("parts") if clock.exists() else None
