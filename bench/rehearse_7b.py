@@ -90,7 +90,12 @@ def run_step(name: str, command: list[str], work: Path, env: dict, log, cap_byte
             process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
                                        preexec_fn=cap.enter if cap else None)  # fmt: skip
             watched, peak, peak_anonymous = psutil.Process(process.pid), 0, 0
-            while process.poll() is None:
+            while True:  # sampled every 0.2 s; the kernel's own peak covers steps shorter than a sample
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    process.returncode = os.waitstatus_to_exitcode(status)
+                    peak = max(peak, usage.ru_maxrss * 1024)  # KiB on Linux: the child and its waited-for children
+                    break
                 resident, anonymous = tree_rss(watched)
                 peak, peak_anonymous = max(peak, resident), max(peak_anonymous, anonymous)
                 time.sleep(0.2)

@@ -2,6 +2,10 @@
 on random weights in the Hub layout (`make rehearse-7b` runs the same steps at full size)."""
 
 import json
+import os
+import sys
+
+import pytest
 
 from bench import rehearse_7b
 from bench.memory_cap import MemoryCap
@@ -32,3 +36,14 @@ def test_every_release_step_runs_at_tiny_scale(tmp_path):
                    for row in results["steps"] if "memory_cap_gb" in row)  # fmt: skip
     else:
         assert capped == {}
+
+
+def test_a_step_shorter_than_one_sample_still_has_its_peak_memory(tmp_path):
+    rows = []
+    code = "import sys; b = bytearray(64 * 2**20); sys.exit(3 if len(sys.argv) > 1 else 0)"
+    row = rehearse_7b.run_step("quick", [sys.executable, "-c", code], tmp_path, dict(os.environ), rows.append)
+    assert rows == [row] and row["returncode"] == 0
+    assert row["peak_rss_gib"] >= 0.06  # the 64 MiB it held, from the kernel's own peak: no sample saw it
+    with pytest.raises(RuntimeError, match=r"^step failing failed \(exit 3\):\n$"):
+        rehearse_7b.run_step("failing", [sys.executable, "-c", code, "fail"], tmp_path, dict(os.environ), rows.append)
+    assert rows[-1]["returncode"] == 3
