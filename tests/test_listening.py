@@ -48,7 +48,9 @@ def test_toy_text_is_determined_by_its_audio(tmp_path):
 
 def test_a_hundred_joint_steps_make_the_tiny_graft_listen(tmp_path, monkeypatch):
     # Single-letter words, one per clip, 1 s tones: half the answer tokens are the word, which only
-    # the audio tells; the other half (<|im_end|>) any model learns.
+    # the audio tells; the other half (<|im_end|>) any model learns. Rate 2e-3: at 3e-3 the loss spiked at
+    # step 100 on an Intel Xeon without AVX512-BF16 (own 2.49, zeroed 3.18) where an AMD EPYC passed; at
+    # 2e-3 seeds 0-7 all pass there (own over zeroed at most 0.16, WER at most 0.25).
     monkeypatch.setattr(toy_audio, "WORDS", list("abcdefghijklmnop"))
     monkeypatch.setattr(toy_audio, "WORD_SECONDS", 1.0)
     build_tiny(tmp_path / "graft", encode_padding=False)
@@ -62,8 +64,8 @@ def test_a_hundred_joint_steps_make_the_tiny_graft_listen(tmp_path, monkeypatch)
     trainer = stage2_qlora.main([
         "--model_path", str(tmp_path / "graft"), "--train_data", str(manifests["train"]),
         "--eval_data", str(manifests["devtest"]), "--output_dir", str(tmp_path / "joint"), "--instruction", ".",
-        "--max_steps", "100", "--per_device_train_batch_size", "8", "--learning_rate", "0.003",
-        "--projector_learning_rate", "0.003", "--lr_scheduler_type", "constant", "--lora_r", "32", "--lora_alpha", "64",
+        "--max_steps", "100", "--per_device_train_batch_size", "8", "--learning_rate", "0.002",
+        "--projector_learning_rate", "0.002", "--lr_scheduler_type", "constant", "--lora_r", "32", "--lora_alpha", "64",
         "--lora_dropout", "0", "--lora_target_modules", TINY_TARGETS, "--load_in_4bit", "false",
         "--precision", "float32", "--logging_steps", "10", "--eval_strategy", "steps", "--eval_steps", "100",
         "--save_strategy", "no", "--eval_max_new_tokens", "3", "--listening_samples", "16", "--report_to", "none",
