@@ -54,7 +54,7 @@ def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> P
             loss_axis.plot(steps, values, label=label, **style)
     loss_axis.set(xlabel="step", ylabel="loss (nats per answer token)", title="losses and listening check")
     loss_axis.grid(alpha=0.3)
-    loss_axis.legend(loc="upper right", fontsize="small")
+    loss_axis.legend(loc="best", fontsize="small")  # the audio-shuffled curve runs along the top
     if has_rates:
         rate_axis = axes[0][1]
         for label, style, steps, values in rates:
