@@ -36,7 +36,9 @@ import numpy as np
 import torch
 import transformers
 
-from train.graft import SAMPLING_RATE, Qwen2AudioGraftProjector, build_prompt, decoding_beams, num_audio_tokens
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE, num_audio_tokens
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftProjector
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt, decoding_beams
 from train.weights.loading import load_graft
 
 LENGTHS = (2, 5, 15, 30, 70)

@@ -16,9 +16,9 @@ import json
 import torch
 
 from bench.step_profile import timed
-from train.evaluation.evaluate import evaluate_dataset
+from train.evaluation.transcripts import evaluate_dataset
 from train.evaluation.listening import listening_losses
-from train.graft import DEFAULT_INSTRUCTION
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.weights.loading import load_graft
 from train.weights.precision import resolve_precision

@@ -42,7 +42,9 @@ import transformers
 
 from bench.bench import peak_rss_mib, reset_peak_rss, speech
 from train.building.folder import make_processor, save_graft
-from train.graft import SAMPLING_RATE, Qwen2AudioGraftForConditionalGeneration, build_prompt
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 from train.building.release import release_config
 from train.building.tiny import SPECIAL_TOKENS, build_tiny, tiny_tokenizer
 
@@ -170,7 +172,7 @@ def load_nf4(folder, device, dtype, lm_head_4bit=False):
 
 def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> dict:
     """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
-    from train.stages.stage2_qlora import Stage2Arguments, add_lora
+    from train.stage2_qlora import Stage2Arguments, add_lora
 
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()

@@ -62,7 +62,7 @@ NORM_SUFFIXES = ("norm.weight", "norm1.weight", "norm2.weight", "layernorm.weigh
 
 
 def whisper_config(scale: str) -> WhisperConfig:
-    from train.graft import Qwen2AudioGraftConfig
+    from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
 
     turbo = Qwen2AudioGraftConfig().audio_config  # the graft's default: whisper-large-v3-turbo's shapes
     if scale == "full":

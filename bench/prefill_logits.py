@@ -21,7 +21,8 @@ import torch
 from transformers import Qwen2VLForConditionalGeneration
 
 from bench.bench import speech
-from train.graft import SAMPLING_RATE, build_prompt
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 from train.weights.loading import load_graft
 
 

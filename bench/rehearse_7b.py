@@ -134,7 +134,9 @@ print("RESULT " + json.dumps({"class": auto_model, "pipeline": type(asr).__name_
 NF4_AUDIO_ONLY = """
 import json, sys
 import torch
-from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftProcessor, build_prompt, load_audio
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt, load_audio
+from qwen2_audio_graft.processing_qwen2_audio_graft import Qwen2AudioGraftProcessor
 from train.weights.quantize import load_4bit, nf4_config
 folder, wav, device = sys.argv[1:4]
 dtype = torch.bfloat16 if device == "cuda" or torch.backends.mkldnn.is_available() else torch.float32
@@ -159,7 +161,8 @@ def parameter_counts(folder: Path, adapter: Path) -> dict:
     import torch
     from safetensors import safe_open
 
-    from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftForConditionalGeneration
+    from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+    from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
     with torch.device("meta"):
         model = Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftConfig.from_pretrained(folder))

@@ -32,7 +32,7 @@ from transformers import set_seed
 
 from train.stages.common import parameter_groups
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
-from train.stages.stage2_qlora import Stage2Arguments, add_lora
+from train.stage2_qlora import Stage2Arguments, add_lora
 from train.weights.loading import load_graft
 from train.weights.precision import keep_trainable_float32
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, load_rows
-from train.graft import DEFAULT_INSTRUCTION
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
 from train.weights.loading import load_graft
 from train.weights.precision import keep_trainable_float32, resolve_precision
 
@@ -41,7 +41,7 @@ def parse_args(argv=None):
 def lora_model(model_path: str, rank: int, dtype):
     from peft import LoraConfig, get_peft_model
 
-    from train.stages.stage2_qlora import LLM_TARGETS
+    from train.stage2_qlora import LLM_TARGETS
 
     model, processor = load_graft(model_path, dtype=dtype)
     for parameter in model.parameters():

@@ -1,12 +1,12 @@
 """`make demo`: assemble the mini graft from the committed trained pieces and score it.
 
-    python -m mini.demo assemble   # build/mini-base (train.building.build) + mini/trained -> build/mini-graft (train.publishing.merge)
+    python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
     python -m mini.demo keep [--run DIR]   # (make demo-train) choose on validation, keep in mini/trained
     python -m mini.demo spread --runs RUN RUN...   # (make seed-spread) the recipe's runs under other seeds, on validation
     python -m mini.demo wall --started_at UNIX_TIME   # (make demo-train) its whole time into recipe.json
-    python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluation.evaluate's?
-    python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluation.evaluate
+    python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
+    python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluate
 
 `score` loads `build/mini-graft` only through `pipeline("automatic-speech-recognition",
 trust_remote_code=True)`, transcribes every dev-test clip (real recordings and the held-out TTS
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.graft import SAMPLING_RATE
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
 
 TRAINED = Path(__file__).resolve().parent / "trained"
 COMPONENTS = Path("build/components")
@@ -43,8 +43,8 @@ DECODING = "generation_config.json"  # in mini/trained: settings over the base's
 
 
 def assemble() -> None:
-    from train.building.build import compose
-    from train.publishing.merge import merge_and_save
+    from train.build import compose
+    from train.merge import merge_and_save
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
     wanted = {key: recipe[key] for key in RECIPE_KEYS}
@@ -75,7 +75,7 @@ def apply_decoding(generation_config, trained: Path | None = None):
 
 def load_clips(manifest: Path = DEVTEST) -> list[dict]:
     """The manifest's rows, each with its 16 kHz audio in "samples"."""
-    from train.graft import load_audio
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import load_audio
 
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     for row in rows:
@@ -153,7 +153,7 @@ def long_recording(asr, num_beams: int) -> dict | None:
 def score(batch_size: int = 8) -> dict:
     from transformers import pipeline
 
-    from train.graft import decoding_beams
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import decoding_beams
     from train.evaluation.metrics import compute_metrics
 
     rows = load_clips()
@@ -200,7 +200,7 @@ def score(batch_size: int = 8) -> dict:
 
 def compare(predictions: Path) -> int:
     """How many of the demo's pipeline transcripts (build/demo-results.json) equal those of a
-    `train.evaluation.evaluate` run on the same dev-test clips (its predictions.jsonl); prints the others."""
+    `train.evaluate` run on the same dev-test clips (its predictions.jsonl); prints the others."""
     clips = json.loads(RESULTS.read_text())["clips"]
     other = [json.loads(line)["hypothesis"] for line in predictions.read_text().splitlines()]
     if len(other) != len(clips):
@@ -241,7 +241,7 @@ def candidates(run: Path) -> dict[str, Path]:
 
 def validation_scores(pieces: dict[str, Path], rows: list[dict], num_beams: int = 1) -> dict[str, dict]:
     """WER/CER (overall and by source) of each candidate's greedy or beam transcripts of `rows`."""
-    from train.evaluation.evaluate import transcribe
+    from train.evaluation.transcripts import transcribe
     from train.weights.loading import load_graft
     from train.evaluation.metrics import compute_metrics, wer_by_group
     from train.weights.precision import resolve_precision
@@ -279,7 +279,7 @@ def recorded_greedy_wer(recipe: Path, clips: int) -> dict[str, float]:
 
 
 def listening_check(pieces: Path, rows: list[dict]) -> dict:
-    from train.graft import DEFAULT_INSTRUCTION
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
     from train.evaluation.listening import listening_losses
     from train.weights.loading import load_graft
 
@@ -411,7 +411,8 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
     runner into `out/devtest.jsonl`: does the graft's error follow the voice or the text? With the
     training manifest, the same for texts the graft trained on (docs/mini-graft.md, "Held-out voice
     or unseen text")."""
-    from mini.corpus.jobs import ClipJob, generate
+    from mini.corpus.clip import ClipJob
+    from mini.corpus.jobs import generate
     from mini.corpus.manifests import read_manifest, write_manifest
 
     if max_texts is not None and max_texts < 1:
@@ -436,7 +437,7 @@ def main(argv=None):
     parser.add_argument("--max_texts", type=int, default=None, help="with voices: read only the first N texts")
     parser.add_argument("--validation", type=Path, default=VALIDATION, help="with keep: the validation manifest")
     parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
-    parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluation.evaluate predictions.jsonl")
+    parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
     parser.add_argument("--runs", type=Path, nargs="+",
                         help="with spread: the recipe's runs under different seeds (a run's folder, or keep's recipe.json)")

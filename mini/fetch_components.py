@@ -281,7 +281,8 @@ def librivox_wer(model_dir: Path, data_dir: Path | None = None) -> dict:
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from train.graft import SAMPLING_RATE, load_audio
+    from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import load_audio
 
     data_dir = data_dir or ensure_librivox()
     processor = WhisperProcessor.from_pretrained(model_dir)

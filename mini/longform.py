@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import soundfile
 
-from train.graft import SAMPLING_RATE as RATE
-from train.graft import decoding_beams, load_audio
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE as RATE
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import decoding_beams, load_audio
 PAUSE_RANGE = (0.2, 1.5)
 BACK_TO_BACK_SHARE = 0.2
 TRIM_DBFS = -45.0
@@ -67,7 +67,8 @@ def held_out_clips(split: str, corpus_seed: int, out: Path) -> dict[str, list[di
     """Clean clips of every held-out voice of `split`, made by the corpus's own job runner: sentences of the
     split's pool the split's clips do not use, and the split's real recordings."""
     from mini.corpus.allison import load_prompts, split_prompts
-    from mini.corpus.jobs import ClipJob, generate, plan_real
+    from mini.corpus.clip import ClipJob
+    from mini.corpus.jobs import generate, plan_real
     from mini.corpus.text import load_sentences, split_pools
     from mini.corpus.voices import EVAL_TTS_VOICES, VALIDATION_TTS_VOICES
 

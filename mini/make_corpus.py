@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from mini.corpus.allison import load_prompts, split_prompts
-from mini.corpus.jobs import ALLISON_COPIES, ClipJob, generate, plan_allison, plan_clean_tts, plan_real, plan_train
+from mini.corpus.clip import ClipJob
+from mini.corpus.jobs import ALLISON_COPIES, generate, plan_allison, plan_clean_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
 from mini.corpus.text import digit_strings, load_sentences, sentence_key, split_pools
 from mini.corpus.voices import ALLISON_VOICE, EVAL_TTS_VOICES, VALIDATION_TTS_VOICES, probe_voices

@@ -26,7 +26,8 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.modeling_outputs import BaseModelOutput
 
 from mini.demo import load_clips
-from train.graft import SAMPLING_RATE, encode_real_frames
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+from qwen2_audio_graft.modeling_qwen2_audio_graft import encode_real_frames
 from train.evaluation.metrics import normalize, wer_by_group
 
 

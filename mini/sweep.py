@@ -7,13 +7,13 @@
 
 A configuration is `downsample:linear|mlp[:real][:gain=G][:staged=S]`: the audio tokens' stack
 of encoder frames, the projector type, `real` for the encoder over real frames only
-(`encode_padding=False`), the projector's starting gain (`train.building.build --projector_gain`; a number
+(`encode_padding=False`), the projector's starting gain (`train.build --projector_gain`; a number
 or `embedding`), and `staged=S` for stage 1 (projector alone) for S of the steps before stage 2
 takes over from its projector, instead of joint training from step 0.
 
-For each configuration: compose the mini graft (`train.building.build`), train it with the same step
+For each configuration: compose the mini graft (`train.build`), train it with the same step
 budget (`--stage_config`, the joint recipe; its listening check and WER are logged at every
-evaluation), then score the whole validation set (`train.evaluation.evaluate`): choices are made on
+evaluation), then score the whole validation set (`train.evaluate`): choices are made on
 validation, never on dev-test. Writes `<out>/results.json`
 and prints a table: WER per source, the last listening check, audio tokens per second.
 `--parallel` trains the configurations side by side (a 0.5 B model leaves most of a large GPU
@@ -103,7 +103,7 @@ class Run:
 
     def build_command(self) -> list[str]:
         gain = [] if self.gain is None else ["--projector_gain", self.gain]
-        return _module(["train.building.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(self.base),
+        return _module(["train.build", "--llm", str(LLM), "--encoder", str(ENCODER), "--output", str(self.base),
                         "--audio_downsample", str(self.downsample), "--projector_type", self.projector,
                         "--max_audio_seconds", "120", "--dtype", "float32", *gain,
                         "--encode_padding" if self.encode_padding else "--no_encode_padding"])  # fmt: skip
@@ -119,14 +119,14 @@ class Run:
     def train_commands(self) -> list[list[str]]:
         """Joint training for `--steps`; or stage 1 for `staged` steps, then stage 2 for the rest."""
         if not self.staged:
-            return [self._stage("train.stages.stage2_qlora", self.args.stage_config, self.output, self.args.steps)]
+            return [self._stage("train.stage2_qlora", self.args.stage_config, self.output, self.args.steps)]
         first = self.args.out / f"{self.name}-stage1"
-        return [self._stage("train.stages.stage1_align", self.args.stage1_config, first, self.staged),
-                self._stage("train.stages.stage2_qlora", self.args.stage_config, self.output, self.args.steps - self.staged,
+        return [self._stage("train.stage1_align", self.args.stage1_config, first, self.staged),
+                self._stage("train.stage2_qlora", self.args.stage_config, self.output, self.args.steps - self.staged,
                             ["--projector_path", str(first)])]  # fmt: skip
 
     def eval_command(self) -> list[str]:
-        return _module(["train.evaluation.evaluate", "--model", str(self.base), "--adapter", str(self.output),
+        return _module(["train.evaluate", "--model", str(self.base), "--adapter", str(self.output),
                         "--data", str(self.args.corpus / "validation.jsonl"), "--output", str(self.output / "eval"),
                         "--max_new_tokens", "48", "--dtype", self.args.eval_dtype,
                         "--batch_size", str(self.args.eval_batch_size)])  # fmt: skip

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from bench import bench
-from train.graft import Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
 
 def test_bench_on_the_tiny_graft_reports_tokens_times_and_split(tiny_dir, tmp_path, capsys, monkeypatch):

@@ -1,12 +1,12 @@
-"""`train.building.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
+"""`train.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLConfig, Qwen2VLForConditionalGeneration, WhisperConfig
 from transformers import WhisperFeatureExtractor, WhisperModel
 
 from tests.conftest import make_clip
-from train.building.build import compose, mrope_section
-from train.graft import Qwen2AudioGraftForConditionalGeneration
+from train.build import compose, mrope_section
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 from train.building.tiny import SPECIAL_TOKENS, tiny_tokenizer
 
 

@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from mini.corpus.augment import augment
-from mini.corpus.jobs import ClipJob, generate, parse_sphinx_transcription, plan_train
+from mini.corpus.clip import ClipJob
+from mini.corpus.jobs import generate, parse_sphinx_transcription, plan_train
 from mini.corpus.manifests import check_disjoint, read_manifest, write_manifest, write_outputs
 from mini.corpus.text import (
     DIGIT_WORDS,

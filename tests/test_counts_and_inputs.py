@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import make_clip
-from train.graft import Qwen2AudioGraftConfig, num_audio_tokens
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig, num_audio_tokens
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""mini.demo: compare (pipeline transcripts against a train.evaluation.evaluate run) and keep (choices on validation)."""
+"""mini.demo: compare (pipeline transcripts against a train.evaluate run) and keep (choices on validation)."""
 
 import json
 import re

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import make_clip
-from train.graft import build_prompt, num_audio_tokens
+from qwen2_audio_graft.configuration_qwen2_audio_graft import num_audio_tokens
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 from train.building.tiny import build_tiny
 
 SR = 16000
@@ -106,7 +107,7 @@ def test_every_downsample_and_projector(tmp_path, downsample, projector_type):
 def test_audio_only_model_has_no_vision_tower(tmp_path):
     from train.building.folder import make_processor
     from train.building.tiny import tiny_config, tiny_tokenizer
-    from train.graft import Qwen2AudioGraftForConditionalGeneration
+    from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
     tokenizer = tiny_tokenizer()
     config = tiny_config(tokenizer)

@@ -8,7 +8,7 @@ import torch
 import pytest
 
 import train.building.toy_audio as toy_audio
-from train.stages import stage2_qlora
+from train import stage2_qlora
 from train.stages.data import SpeechDataset, load_rows
 from train.evaluation.listening import audio_for, listening_losses, spread_indices
 from train.weights.loading import load_graft

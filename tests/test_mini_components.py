@@ -196,7 +196,7 @@ def test_whisper_base_long_form_keeps_every_sentence():
     # Whisper's sequential long-form decoding over a recording longer than one 30 s window.
     from mini.fetch_components import LIBRIVOX_DIR
     from mini.longform import whisper_long_form
-    from train.graft import load_audio
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import load_audio
 
     clips = sorted(LIBRIVOX_DIR.glob("*.wav"))[:2]
     if not clips:

@@ -7,7 +7,7 @@ import torch
 from transformers import pipeline
 
 from tests.conftest import make_clip, non_text_tokens
-from train.graft import build_prompt
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 
 
 def text_only(asr, new_tokens=4) -> dict:

@@ -11,7 +11,9 @@ from tests.conftest import make_clip
 from tests.test_encoder_cache import _clip_manifest
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.stages.encoder_cache import with_encoder_cache
-from train.graft import Qwen2AudioGraftConfig, build_prompt, encode_real_frames
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.modeling_qwen2_audio_graft import encode_real_frames
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 from train.building.tiny import build_tiny
 
 SR = 16000

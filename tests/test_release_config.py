@@ -7,7 +7,7 @@ import torch
 from transformers import AutoConfig
 
 from train.building.release import release_config
-from train.graft import Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parent.parent
 

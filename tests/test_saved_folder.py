@@ -13,7 +13,7 @@ import soundfile
 import torch
 
 from tests.conftest import make_clip
-from train.graft import build_prompt
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ import soundfile
 from transformers import pipeline
 
 from tests.conftest import non_text_tokens
-from train.graft import build_prompt, split_at_pauses
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt, split_at_pauses
 from qwen2_audio_graft.pipeline_qwen2_audio_graft import frame_energy, pauses_within, sentence_chunks, speech_frames
 
 RATE = 16000

@@ -36,7 +36,7 @@ def test_run_names_folders_and_the_joint_command(tmp_path):
     assert (run.name, run.base, run.encode_padding) == ("k4-linear-real", Path("build/mini-base-k4-linear-real"), False)
     assert run.build_command()[-1] == "--no_encode_padding" and "--projector_gain" not in run.build_command()
     (command,) = run.train_commands()
-    assert command[2] == "train.stages.stage2_qlora" and "--projector_path" not in command
+    assert command[2] == "train.stage2_qlora" and "--projector_path" not in command
     assert command[command.index("--output_dir") + 1] == str(tmp_path / "k4-linear-real")
     assert command[command.index("--max_steps") + 1] == "600" and command[command.index("--eval_steps") + 1] == "200"
     assert command[-2:] == ["--learning_rate", "5e-4"]
@@ -51,8 +51,8 @@ def test_gain_and_staged_configurations(tmp_path):
     staged = sweep.Run("4:linear:real:staged=100", _args(tmp_path))
     assert staged.base == Path("build/mini-base-k4-linear-real")  # the same graft as the joint run
     first, second = staged.train_commands()
-    assert first[2] == "train.stages.stage1_align" and first[first.index("--max_steps") + 1] == "100"
-    assert second[2] == "train.stages.stage2_qlora" and second[second.index("--max_steps") + 1] == "200"
+    assert first[2] == "train.stage1_align" and first[first.index("--max_steps") + 1] == "100"
+    assert second[2] == "train.stage2_qlora" and second[second.index("--max_steps") + 1] == "200"
     assert second[second.index("--projector_path") + 1] == str(tmp_path / "k4-linear-real-staged-100-stage1")
 
 

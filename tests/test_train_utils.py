@@ -12,12 +12,12 @@ import torch
 from huggingface_hub import ModelCard
 
 from train.stages.args import DataArguments, RecipeArguments, parse_config
-from train.publishing.card import build_model_card
-from train.publishing.card import main as card_main
+from train.card import build_model_card
+from train.card import main as card_main
 from train.evaluation.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
 from train.stages.plots import plot_training
-from train.publishing.push import FakeHfApi, check_upload, files_to_upload, push
-from train.publishing.push import main as push_main
+from train.push import FakeHfApi, check_upload, files_to_upload, push
+from train.push import main as push_main
 
 # Normalised: "the cat sat on the mat" / "please open the door" / "good morning" (6 + 4 + 2 = 12 words).
 REFERENCES = ["The cat sat on the mat.", "Please open the door", "Good morning!"]

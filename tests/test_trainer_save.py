@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from transformers import TrainingArguments
 
 from train.weights.loading import load_graft
-from train.stages.stage1_align import freeze_all_but_projector
+from train.stage1_align import freeze_all_but_projector
 from train.stages.common import TrainedOnlyTrainer, parameter_groups
 from train.building.tiny import build_tiny
 

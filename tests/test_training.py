@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import train.stages.common
-from train.stages import stage1_align
-from train.stages import stage2_qlora
+from train import stage1_align
+from train import stage2_qlora
 from train.stages.data import JoinedClips, SpeechDataset, load_rows
 from train.weights.loading import load_graft
 from train.building.folder import save_graft
-from train.publishing.merge import check_saved, merge, merge_and_save, probe_inputs
+from train.merge import check_saved, merge, merge_and_save, probe_inputs
 from train.building.tiny import build_tiny
 from train.building.toy_audio import make_toy_audio
 
@@ -329,13 +329,13 @@ def _accelerate(args, tmp_path):
 
 def test_stage1_and_evaluate_under_accelerate_launch(setup, tmp_path):
     folder, manifests = setup
-    run = _accelerate(["-m", "train.stages.stage1_align", *_common(folder, manifests, tmp_path / "ddp", 2)], tmp_path)
+    run = _accelerate(["-m", "train.stage1_align", *_common(folder, manifests, tmp_path / "ddp", 2)], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").exists()
     state = json.loads((tmp_path / "ddp" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert state["train_batch_size"] == 2 and "world size 2" in run.stdout + run.stderr
-    run = _accelerate(["-m", "train.evaluation.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
+    run = _accelerate(["-m", "train.evaluate", "--model", str(folder / "graft"), "--projector", str(tmp_path / "ddp"),
                        "--data", str(manifests["devtest"]), "--output", str(tmp_path / "eval"),
                        "--max_new_tokens", "3"], tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -353,7 +353,7 @@ def test_stage2_on_two_processes_equals_one_process(setup, tmp_path):
     extra = ["--load_in_4bit", "false", "--lora_r", "8", "--lora_dropout", "0", "--train_sampling_strategy", "random"]
     one = _common(folder, manifests, tmp_path / "one", 2, extra)
     stage2_qlora.main([*one, "--per_device_train_batch_size", "4"])
-    run = _accelerate(["-m", "train.stages.stage2_qlora", *_common(folder, manifests, tmp_path / "two", 2, extra)], tmp_path)
+    run = _accelerate(["-m", "train.stage2_qlora", *_common(folder, manifests, tmp_path / "two", 2, extra)], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "stage 2: LoRA + projector: 2 process(es), MULTI_CPU" in run.stdout
     expected, got = _trained_adapters(tmp_path / "one", tmp_path / "two")
@@ -391,7 +391,7 @@ def test_a_seed_makes_stage2_repeatable(setup, tmp_path):
 
 
 def test_evaluate_streams_the_set_and_scores_it_the_same(setup, tmp_path):
-    from train.evaluation import evaluate
+    from train import evaluate
 
     folder, manifests = setup
     common = ["--model", str(folder / "graft"), "--data", str(manifests["devtest"]), "--max_new_tokens", "3",
@@ -412,19 +412,21 @@ def _graft_decoding(graft: Path, copy: Path, **settings) -> Path:
     return copy
 
 
-def _spy_on_transcribe(evaluate, monkeypatch, key: str) -> list:
-    """The `key` argument of each `evaluate.transcribe` call, in order (the calls still run)."""
-    seen, transcribe = [], evaluate.transcribe
-    monkeypatch.setattr(evaluate, "transcribe", lambda *a, **k: seen.append(k[key]) or transcribe(*a, **k))
+def _spy_on_transcribe(monkeypatch, key: str) -> list:
+    """The `key` argument of each `transcripts.transcribe` call, in order (the calls still run)."""
+    from train.evaluation import transcripts
+
+    seen, transcribe = [], transcripts.transcribe
+    monkeypatch.setattr(transcripts, "transcribe", lambda *a, **k: seen.append(k[key]) or transcribe(*a, **k))
     return seen
 
 
 def test_evaluate_decodes_with_the_models_beam_width_unless_told(setup, tmp_path, monkeypatch):
-    from train.evaluation import evaluate
+    from train import evaluate
 
     folder, manifests = setup
     graft = _graft_decoding(folder / "graft", tmp_path / "graft", num_beams=3)
-    seen = _spy_on_transcribe(evaluate, monkeypatch, "num_beams")
+    seen = _spy_on_transcribe(monkeypatch, "num_beams")
     common = ["--model", str(graft), "--data", str(manifests["devtest"]), "--max_new_tokens", "2", "--batch_size", "4"]
     evaluate.main([*common, "--output", str(tmp_path / "model")])
     evaluate.main([*common, "--output", str(tmp_path / "told"), "--num_beams", "2"])

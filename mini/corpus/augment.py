@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
+from mini.corpus.clip import ClipJob
 from mini.corpus.tools import ClipError, run_tool
 from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
-
-if TYPE_CHECKING:
-    from mini.corpus.jobs import ClipJob
 
 SAMPLE_RATE = SAMPLING_RATE  # the graft's rate
 # A TTS clip shorter than this per word means the engine skipped text.

@@ -5,13 +5,13 @@ from pathlib import Path
 
 from transformers import GenerationConfig, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from train.graft import (
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.processing_qwen2_audio_graft import (
     AUDIO_BOS_TOKEN,
     AUDIO_EOS_TOKEN,
     AUDIO_TOKEN,
     IMAGE_TOKEN,
     VIDEO_TOKEN,
-    Qwen2AudioGraftConfig,
     Qwen2AudioGraftProcessor,
 )
 

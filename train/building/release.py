@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from transformers import Qwen2VLImageProcessorPil, WhisperFeatureExtractor
 
-from train.building.folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MAX_PIXELS, MIN_PIXELS, MODEL_CLASS_REF, make_generation_config
-from train.graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+
+from .folder import CUSTOM_PIPELINES, EXTRA_AUTO_CLASSES, MAX_PIXELS, MIN_PIXELS, MODEL_CLASS_REF, make_generation_config
 
 
 def release_config(audio_downsample=1, projector_type="linear") -> Qwen2AudioGraftConfig:

@@ -13,8 +13,10 @@ from tokenizers import pre_tokenizers
 from transformers import WhisperConfig
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-from train.building.folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
-from train.graft import Qwen2AudioGraftConfig, Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
+
+from .folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",

@@ -1,1 +1,1 @@
-"""Evaluation: transcribe and score a test set, the metrics, the listening check."""
+"""Evaluation: transcribing and scoring a set of clips, the metrics, the listening check."""

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from train.stages.data import SpeechCollator
+from ..stages.data import SpeechCollator
+from .transcripts import evaluate_dataset
 
 WAYS = ("own", "zeroed", "shuffled")
 
@@ -82,8 +83,6 @@ class ListeningCallback(TrainerCallback):
         self.trainer = None
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
-        from train.evaluation.evaluate import evaluate_dataset
-
         accelerator = self.trainer.accelerator
         entry = {"step": state.global_step}
         if self.data_args.listening_samples:
@@ -110,9 +109,9 @@ class ListeningCallback(TrainerCallback):
 
 
 def main(argv=None):
-    from train.stages.data import SpeechDataset, load_rows
-    from train.graft import DEFAULT_INSTRUCTION
-    from train.weights.loading import add_graft_arguments, load_graft
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
+    from ..stages.data import SpeechDataset, load_rows
+    from ..weights.loading import add_graft_arguments, load_graft
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_graft_arguments(parser)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from train.graft import DEFAULT_INSTRUCTION
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
 
 
 @dataclass

@@ -12,12 +12,12 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
-from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
-from train.stages.clock import TrainingClock
-from train.stages.ema import EMACallback
-from train.stages.encoder_cache import with_encoder_cache
-from train.evaluation.listening import ListeningCallback
-from train.stages.plots import plot_training
+from .data import JoinedClips, SpeechCollator, SpeechDataset, StreamingSpeechDataset, load_rows
+from .clock import TrainingClock
+from .ema import EMACallback
+from .encoder_cache import with_encoder_cache
+from ..evaluation.listening import ListeningCallback
+from .plots import plot_training
 
 
 def build_datasets(data_args, max_seconds: float, seed: int = 0):

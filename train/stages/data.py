@@ -19,7 +19,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from train.graft import DEFAULT_INSTRUCTION, SAMPLING_RATE, build_prompt, load_audio, num_audio_tokens
+from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE, num_audio_tokens
+from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION, build_prompt, load_audio
 
 
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")

@@ -28,9 +28,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from train.stages.data import SpeechDataset, load_rows
-from train.graft import WINDOW_SAMPLES, encoder_frames
-from train.weights.loading import load_graft
+from qwen2_audio_graft.configuration_qwen2_audio_graft import WINDOW_SAMPLES, encoder_frames
+
+from .data import SpeechDataset, load_rows
+from ..weights.loading import load_graft
 
 FRAME_MULTIPLE = 8  # the largest audio_downsample: stored frames cover every downsample's last token
 SHARD_BYTES = 1 << 30

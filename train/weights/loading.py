@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from train.graft import Qwen2AudioGraftForConditionalGeneration, Qwen2AudioGraftProcessor
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.processing_qwen2_audio_graft import Qwen2AudioGraftProcessor
 
 PROJECTOR_FILE = "model.safetensors"  # stage 1 writes only `model.audio_projector.*` into it
 PROJECTOR_PREFIX = "model.audio_projector."
@@ -30,9 +31,9 @@ def add_graft_arguments(parser) -> None:
 
 def load_graft(model_path, projector=None, adapter=None, dtype=torch.float32, **kwargs):
     """(model, processor): the graft at `model_path`, with stage 1's projector and/or stage 2's
-    adapter applied (the adapter stays unmerged: `train.publishing.merge` is the step that merges)."""
+    adapter applied (the adapter stays unmerged: `train.merge` is the step that merges)."""
     if kwargs.get("quantization_config") is not None:
-        from train.weights.quantize import load_4bit
+        from .quantize import load_4bit
 
         model = load_4bit(model_path, dtype=dtype, **kwargs)
     else:

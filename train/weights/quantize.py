@@ -13,7 +13,7 @@ generated, on CPUs with and without AVX512-BF16.
 import torch
 from transformers import BitsAndBytesConfig
 
-from train.graft import Qwen2AudioGraftForConditionalGeneration
+from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
 NOT_QUANTIZED = ["model.audio_tower", "model.audio_projector", "model.visual", "lm_head"]
 

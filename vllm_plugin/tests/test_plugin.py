@@ -18,7 +18,7 @@ def small_graft(folder):
     """A random graft whose attention heads are 64 wide (vLLM's CPU attention takes no narrower heads)."""
     from train.building.folder import generation_config, make_processor, save_graft
     from train.building.tiny import tiny_config, tiny_tokenizer
-    from train.graft import Qwen2AudioGraftForConditionalGeneration
+    from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()

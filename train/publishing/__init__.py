@@ -1,1 +1,0 @@
-"""Merge, the model card and the upload."""
