@@ -122,11 +122,11 @@ seed-spread: $(VENV)/.installed
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true --seed 1 --output_dir build/mini-train/seed1
 	$(PY) -m mini.demo spread --runs mini/trained/recipe.json build/mini-train/seed1
 
-# The recipe's measured choices (docs/training.md), scored on validation: projector gain 1.0 against the
+# The recipe's measured choices (bench/RESULTS.md), scored on validation: projector gain 1.0 against the
 # text-embedding RMS, and joint training against stage 1 then stage 2, at the sweep's budget.
 MINI_SWEEP_STEPS ?= 300
 recipe-ablation: $(VENV)/.installed
-	$(PY) -m mini.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
+	$(PY) -m bench.sweep --steps $(MINI_SWEEP_STEPS) --configs 4:linear:real 4:linear:real:gain=embedding 4:linear:real:staged=150
 
 # Long recordings (docs/mini-graft.md#long-recordings): the long-form sets, then the mini graft on the dev-test set
 # three ways (in segments at batch 1 and 8, as one prompt, Whisper base's long-form pipeline) and each sentence alone.
@@ -155,9 +155,9 @@ vllm-test: $(VLLM_VENV)/.installed
 # through LLM.generate against the stock pipeline (identical transcripts, WER and speed of each).
 vllm-mini-test: $(VLLM_VENV)/.installed
 	cd vllm_plugin && ../$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider -m mini
-	$(VLLM_VENV)/bin/python vllm_plugin/compare_mini.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl \
+	$(VLLM_VENV)/bin/python bench/vllm_compare.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl \
 		--out build/vllm-compare.json
-	$(VLLM_VENV)/bin/python vllm_plugin/near_ties.py --compare build/vllm-compare.json
+	$(VLLM_VENV)/bin/python bench/vllm_near_ties.py --compare build/vllm-compare.json
 
 # Tests that need the downloaded mini components (make demo first).
 mini-test: $(VENV)/.installed

@@ -320,9 +320,9 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             return self.answer_loss(labels, **model_inputs)
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             # The last positions as an index, not the parent's slice: `hidden_states[:, -k:]` is a strided
-            # view, and torch's CPU bf16 matmul of a strided 3-D input by frozen weights takes a reference
-            # path (a generation prefill of 8 clips: lm_head 12.6 s instead of 0.07 s, torch 2.13; see
-            # pytorch/pytorch#151934). An index gathers the rows into a contiguous tensor; same logits.
+            # view, and torch's CPU bf16 matmul of a strided 3-D input by frozen weights takes a slow
+            # reference path (pytorch/pytorch#151934; measured in bench/RESULTS.md). An index gathers the
+            # rows into a contiguous tensor; same logits.
             positions = input_ids if input_ids is not None else inputs_embeds
             length = positions.shape[1]
             logits_to_keep = torch.arange(max(length - logits_to_keep, 0), length, device=positions.device)

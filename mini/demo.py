@@ -290,6 +290,12 @@ def listening_check(pieces: Path, rows: list[dict]) -> dict:
             "own_over_zeroed": round(losses["own"] / losses["zeroed"], 4)}
 
 
+def last_state(folder: Path) -> dict | None:
+    """trainer_state.json of the last checkpoint (by step) in `folder`."""
+    states = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return json.loads(states[-1].read_text()) if states else None
+
+
 def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDATION) -> dict:
     """Choose on the validation split what to keep of a finished run, and copy it into mini/trained.
 
@@ -301,7 +307,6 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     import datetime
     import shutil
 
-    from mini.sweep import last_state
     from train.stages.clock import trained_seconds, training_parts
     from train.weights.precision import hardware
 

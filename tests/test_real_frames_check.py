@@ -1,6 +1,6 @@
-"""mini.real_frames_check's content WER: hypotheses cut to the reference's word count."""
+"""bench.real_frames_check's content WER: hypotheses cut to the reference's word count."""
 
-from mini.real_frames_check import cut_to_reference
+from bench.real_frames_check import cut_to_reference
 
 
 def test_cut_to_reference_keeps_as_many_normalised_words_as_the_reference():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mini import sweep
+from bench import sweep
 
 
 def _row(k, projector, wer, encode_padding=True):

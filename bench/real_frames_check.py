@@ -1,6 +1,6 @@
 """Does encoding only the real mel frames lose what the speech says? Ask Whisper base's own decoder.
 
-    python -m mini.real_frames_check [--data build/demo-corpus/devtest.jsonl] [--out build/real-frames-check.json]
+    python -m bench.real_frames_check [--data build/demo-corpus/devtest.jsonl] [--out build/real-frames-check.json]
 
 For every dev-test clip, Whisper base (`build/components/whisper-base`) transcribes it greedily
 twice with its own decoder: from the encoder states of the whole 30 s window (what Whisper was

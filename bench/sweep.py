@@ -1,8 +1,8 @@
 """Choose `audio_downsample` (and other composition choices) by measurement on the mini graft.
 
-    python -m mini.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
-    python -m mini.sweep --steps 300 --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
-    python -m mini.sweep --corpus build/corpus --steps 600 --parallel --eval_batch_size 32 \
+    python -m bench.sweep --steps 300 --configs 8:linear:real 4:linear:real 2:linear:real
+    python -m bench.sweep --steps 300 --configs 8:linear:real 8:linear:real:gain=embedding 8:linear:real:staged=150
+    python -m bench.sweep --corpus build/corpus --steps 600 --parallel --eval_batch_size 32 \
         --stage_overrides "--use_cpu false --per_device_train_batch_size 32"   # on one GPU
 
 A configuration is `downsample:linear|mlp[:real][:gain=G][:staged=S]`: the audio tokens' stack
@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from mini.demo import last_state
 from train.evaluation.metrics import wer_by_group
 
 COMPONENTS = Path("build/components")
@@ -62,12 +63,6 @@ def per_source(predictions: Path, manifest: Path) -> dict:
     clips = [json.loads(line) for line in predictions.read_text().splitlines()]
     return wer_by_group([voices.get(c["id"], "unknown") for c in clips], [c["reference"] for c in clips],
                         [c["hypothesis"] for c in clips])  # fmt: skip
-
-
-def last_state(folder: Path) -> dict | None:
-    """trainer_state.json of the last checkpoint (by step) in `folder`."""
-    states = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return json.loads(states[-1].read_text()) if states else None
 
 
 def parse_spec(spec: str) -> dict:

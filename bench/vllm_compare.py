@@ -1,6 +1,6 @@
 """The mini graft through vLLM against transformers' pipeline: the same transcripts, and the speed of each.
 
-    .venv-vllm/bin/python vllm_plugin/compare_mini.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl
+    .venv-vllm/bin/python bench/vllm_compare.py --model build/mini-graft --data build/demo-corpus/devtest.jsonl
 
 Greedy, 64 new tokens, both ways, on the same clips: vLLM's `LLM.generate` on all clips as one
 batch, and transformers' stock `pipeline()` in batches of `--batch_size`. Prints how many
@@ -56,7 +56,7 @@ class PeakMemory:
 
 
 def rows(manifest: Path) -> list[dict]:
-    from train.graft import load_audio
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import load_audio
 
     out = [json.loads(line) for line in manifest.read_text().splitlines()]
     for row in out:
@@ -68,7 +68,8 @@ def with_vllm(model: str, clips, max_tokens: int) -> tuple[list[str], float]:
     from transformers import AutoProcessor
     from vllm import LLM, SamplingParams
 
-    from train.graft import SAMPLING_RATE, build_prompt
+    from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 
     prompt = build_prompt(AutoProcessor.from_pretrained(model, trust_remote_code=True))
     llm = LLM(model=model, trust_remote_code=True, dtype="bfloat16", max_model_len=2048, seed=0,

@@ -1,8 +1,8 @@
 """Where vLLM's and transformers' greedy transcripts part, how close the two tokens were.
 
-    .venv-vllm/bin/python vllm_plugin/near_ties.py --compare build/vllm-compare.json
+    .venv-vllm/bin/python bench/vllm_near_ties.py --compare build/vllm-compare.json
 
-For each transcript `compare_mini.py` found different, the graft (bf16, as the pipeline runs it)
+For each transcript `bench/vllm_compare.py` found different, the graft (bf16, as the pipeline runs it)
 is fed its prompt, the clip and the tokens both ways share, and the logits of the token each way
 chose next are compared: a gap of a fraction of a logit is a near-tie that bf16 kernels may tip
 either way. Prints one line a difference and writes the gaps into the JSON (`near_ties`).
@@ -24,7 +24,8 @@ def first_split(a: list[int], b: list[int]) -> int:
 def gap(model, processor, clip, vllm_text: str, hf_text: str) -> dict:
     import torch
 
-    from train.graft import SAMPLING_RATE, build_prompt
+    from qwen2_audio_graft.configuration_qwen2_audio_graft import SAMPLING_RATE
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
 
     ours, theirs = (processor.tokenizer(t, add_special_tokens=False)["input_ids"] for t in (hf_text, vllm_text))
     split = first_split(ours, theirs)
@@ -57,7 +58,7 @@ def main(argv=None):
     import torch
     from transformers import AutoModel, AutoProcessor
 
-    from train.graft import load_audio
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import load_audio
 
     results = json.loads(args.compare.read_text())
     rows = {json.loads(line)["text"]: json.loads(line) for line in args.data.read_text().splitlines()}
