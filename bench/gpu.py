@@ -174,7 +174,7 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
     """One optimizer step of stage 2 on the loaded 4-bit model: LoRA r=64, gradient checkpointing."""
     from train.stage2_qlora import Stage2Arguments, add_lora
 
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     model = add_lora(model, Stage2Arguments(model_path=""))  # the 7B recipe's LoRA: r=64, alpha 16, dropout 0.05
     model.train()
@@ -189,7 +189,7 @@ def qlora_step(model, prompts, device, dtype, seconds=30, answer_tokens=90) -> d
         with torch.enable_grad():
             loss = model(**batch, labels=labels).loss
             loss.backward()
-        losses.append(float(loss))
+        losses.append(loss.item())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -5,6 +5,9 @@ import logging
 # On CPUs with AVX512-BF16, importing bitsandbytes (PEFT does) tries to download a CPU kernel from the Hub and
 # logs a warning when it cannot; its own CPU kernels then run. Offline, that warning says nothing.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# accelerate's unwrap_model (every save_pretrained) imports DeepSpeed wherever it is installed (bench.sharded_cpu
+# runs it); without a GPU DeepSpeed then warns that it falls back to CPU, which says nothing about what runs here.
+logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator to"))
 
 import warnings  # noqa: E402
 
