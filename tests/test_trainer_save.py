@@ -1,13 +1,15 @@
-"""What the stages' Trainer saves and how it builds its optimizer (train.stages.common.TrainedOnlyTrainer)."""
+"""What the stages' Trainer saves and how it builds its optimizer (train.stages.common.TrainedOnlyTrainer),
+and the EMA of the trained weights it can keep (train.stages.ema.EMACallback)."""
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainingArguments
+from transformers import TrainerState, TrainingArguments
 
 from train.weights.loading import load_graft
 from train.stage1_align import freeze_all_but_projector
 from train.stages.common import TrainedOnlyTrainer, parameter_groups
+from train.stages.ema import EMACallback
 from train.building.tiny import build_tiny
 
 
@@ -68,3 +70,19 @@ def test_projector_learning_rate_gets_its_own_groups(stage1_model, tmp_path):
     assert parameter_groups(model, names, 0.0, 1e-4, 1e-3)[0]["params"][0] is model.get_parameter(
         "model.language_model.layers.0.mlp.up_proj.weight")  # fmt: skip
     freeze_all_but_projector(model)
+
+
+def test_ema_copies_only_the_trained_weights():
+    """At 7B the frozen LLM is most of the model: the average holds the trainable parameters alone."""
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 2))
+    model[0].requires_grad_(False)
+    ema = EMACallback(model, 0.5)
+    assert [tuple(p.shape) for p in ema.averaged.parameters()] == [(2, 256), (2,)]
+    start = {name: tensor.clone() for name, tensor in ema.average().items()}
+    assert ema.average()["1.weight"].data_ptr() != model[1].weight.data_ptr()
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    ema.on_step_end(None, TrainerState(global_step=1), None)
+    # step 1: the decay warms up to min(0.5, (1 + 1) / (10 + 1))
+    torch.testing.assert_close(ema.average()["1.weight"], start["1.weight"] + 9 / 11)
+    torch.testing.assert_close(ema.average()["1.bias"], model[1].bias.detach())
