@@ -8,7 +8,7 @@ from transformers import TrainerState, TrainingArguments
 
 from train.weights.loading import load_graft
 from train.stage1_align import freeze_all_but_projector
-from train.stages.common import TrainedOnlyTrainer, parameter_groups
+from train.stages.common import TrainedOnlyTrainer, parameter_groups, save_trained
 from train.stages.ema import EMACallback
 from train.building.tiny import build_tiny
 
@@ -28,21 +28,21 @@ def _trainer(model, tmp_path, **kwargs):
 
 
 def test_save_writes_the_state_dict_it_is_given(stage1_model, tmp_path):
-    """Under FSDP and DeepSpeed, Trainer.save_model passes the gathered state dict (the parameters
-    themselves are shards there): that is what must be written, not `named_parameters()`."""
+    """Under FSDP and DeepSpeed the state dict is gathered from shards (the parameters themselves
+    are shards there): that is what must be written, not `named_parameters()`."""
     model, trained = stage1_model
-    trainer = _trainer(model, tmp_path)
     gathered = {name: torch.full_like(p, 7.0) for name, p in model.state_dict().items()}
-    trainer._save(str(tmp_path / "given"), state_dict=gathered)
+    save_trained(model, gathered, str(tmp_path / "given"))
     saved = load_file(str(tmp_path / "given" / "model.safetensors"))
     assert sorted(saved) == sorted(trained)
     assert all(torch.equal(saved[name], gathered[name]) for name in trained)
 
 
-def test_save_without_a_state_dict_gathers_it_through_the_accelerator(stage1_model, tmp_path):
+def test_save_model_gathers_the_trained_weights_through_the_accelerator(stage1_model, tmp_path):
     model, trained = stage1_model
     trainer = _trainer(model, tmp_path)
-    trainer._save(str(tmp_path / "own"))
+    trainer.save_model(str(tmp_path / "own"))
+    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["model.safetensors"]
     saved = load_file(str(tmp_path / "own" / "model.safetensors"))
     assert sorted(saved) == sorted(trained)
     assert all(torch.equal(saved[name], model.get_parameter(name).detach()) for name in trained)
@@ -50,10 +50,9 @@ def test_save_without_a_state_dict_gathers_it_through_the_accelerator(stage1_mod
 
 def test_save_refuses_a_state_dict_missing_trained_weights(stage1_model, tmp_path):
     model, trained = stage1_model
-    trainer = _trainer(model, tmp_path)
     partial = {k: v for k, v in model.state_dict().items() if k != trained[0]}
     with pytest.raises(ValueError) as info:
-        trainer._save(str(tmp_path / "partial"), state_dict=partial)
+        save_trained(model, partial, str(tmp_path / "partial"))
     assert str(info.value) == f"The state dict to save lacks trained weights: {[trained[0]]}"
 
 

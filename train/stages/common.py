@@ -79,6 +79,7 @@ class TrainedOnlyTrainer(Trainer):
             return None
         return LengthGroupedSampler(batch_size, lengths=list(lengths))
 
+    # Kept private: Trainer has no public sampler hook, and its group_by_length reads every item to measure it.
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         grouped = self._grouped(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
@@ -98,26 +99,26 @@ class TrainedOnlyTrainer(Trainer):
             loss = self.accelerator.unwrap_model(model).answer_loss(**inputs).loss
         return loss.detach(), None, None
 
-    def _save(self, output_dir=None, state_dict=None):
-        model = self.accelerator.unwrap_model(self.model)
-        if hasattr(model, "peft_config"):
-            return super()._save(output_dir, state_dict)
-        # Under FSDP and DeepSpeed `save_model` passes the gathered state dict (the parameters
-        # themselves are shards there); otherwise the accelerator gathers it. Every process takes
-        # part in the gathering, so the non-saving ones return only after it.
-        if state_dict is None:
-            state_dict = self.accelerator.get_state_dict(self.model)
-        output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
-            return None
-        trained = trained_names(model)
-        tensors = {name: state_dict[name].detach().contiguous().cpu() for name in trained if name in state_dict}
-        missing = sorted(set(trained) - set(tensors))
-        if missing:
-            raise ValueError(f"The state dict to save lacks trained weights: {missing[:5]}")
-        os.makedirs(output_dir, exist_ok=True)
-        safetensors.torch.save_file(tensors, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+    def save_model(self, output_dir=None, _internal_call=False):
+        if hasattr(self.accelerator.unwrap_model(self.model), "peft_config"):
+            return super().save_model(output_dir, _internal_call)
+        # Every process takes part in gathering the state dict (under FSDP and DeepSpeed the parameters are
+        # shards; ZeRO-3 gathers through DeepSpeed's engine, `model_wrapped`); only the saving one writes.
+        state_dict = self.accelerator.get_state_dict(self.model_wrapped if self.is_deepspeed_enabled else self.model)
+        if self.args.should_save:
+            save_trained(self.accelerator.unwrap_model(self.model), state_dict, output_dir or self.args.output_dir)
         return None
+
+
+def save_trained(model, state_dict: dict, output_dir: str) -> None:
+    """Write the entries of `state_dict` that are `model`'s trainable parameters to `output_dir/model.safetensors`."""
+    trained = trained_names(model)
+    tensors = {name: state_dict[name].detach().contiguous().cpu() for name in trained if name in state_dict}
+    missing = sorted(set(trained) - set(tensors))
+    if missing:
+        raise ValueError(f"The state dict to save lacks trained weights: {missing[:5]}")
+    os.makedirs(output_dir, exist_ok=True)
+    safetensors.torch.save_file(tensors, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
 
 
 def trained_names(model) -> list[str]:
