@@ -288,7 +288,8 @@ def test_config_file_supplies_defaults_and_flags_win(tmp_path):
     config.write_text("train_data: a.jsonl\nlearning_rat: 0.1\n")
     with pytest.raises(ValueError) as error:
         parse_config((RecipeArguments, DataArguments), ["--config", str(config)])
-    assert str(error.value) == f"{config} has keys no argument takes: ['learning_rat']"
+    assert str(error.value) == ("Unknown arguments from config file: ['--learning_rat', '0.1']. Please remove them, "
+                                "add them to the dataclass, or set `fail_with_unknown_args=False`.")
 
 
 def test_normaliser_uses_whispers_spelling_map():

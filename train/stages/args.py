@@ -1,12 +1,8 @@
 """Dataclass arguments from a YAML `--config` file, overridden by command-line flags."""
 
-import argparse
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-from transformers import HfArgumentParser
+from trl import TrlParser
 
 from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_INSTRUCTION
 
@@ -65,22 +61,6 @@ class RecipeArguments:
 
 
 def parse_config(dataclass_types, argv=None):
-    """`--config FILE` supplies the defaults; flags on the command line win wherever they stand.
-
-    The YAML's keys become the parser's defaults (as TRL's `TrlParser` does). Scalars are given
-    as text, which argparse converts with the field's type just as it converts a flag; a key no
-    dataclass has is refused."""
-    parser = HfArgumentParser(dataclass_types)
-    config_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    config_parser.add_argument("--config")
-    known, argv = config_parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if known.config:
-        config = yaml.safe_load(Path(known.config).read_text(encoding="utf-8")) or {}
-        unknown = sorted(set(config) - {action.dest for action in parser._actions})
-        if unknown:
-            raise ValueError(f"{known.config} has keys no argument takes: {unknown}")
-        parser.set_defaults(**{key: v if isinstance(v, (list, dict)) else str(v) for key, v in config.items()})
-        for action in parser._actions:
-            # a required field the YAML gives is no longer required on the command line
-            action.required = action.required and action.dest not in config
-    return parser.parse_args_into_dataclasses(args=argv)
+    """`--config FILE` supplies the defaults; flags on the command line win wherever they stand
+    (TRL's `TrlParser`). A key no dataclass has is refused."""
+    return TrlParser(dataclass_types).parse_args_and_config(argv)
