@@ -2,12 +2,15 @@
 
 `pipeline("automatic-speech-recognition", model=repo, trust_remote_code=True)` loads this class
 through `custom_pipelines` in config.json: the stock ASR pipeline treats any model it does not
-know as CTC. This one decodes files without an ffmpeg binary (libsndfile via soundfile), takes
-arrays, `{"raw"|"array", "sampling_rate"}` dicts and lists of them, batches clips of different
-lengths, and transcribes long recordings in segments cut at pauses (or whole, in one prompt), with
-timestamps on request.
+know as CTC. This one decodes every audio and video file FFmpeg reads (through PyAV, whose wheels
+carry the FFmpeg libraries: no ffmpeg binary needed), takes arrays, `{"raw"|"array",
+"sampling_rate"}` dicts and lists of them, batches clips of different lengths, finds speech with
+Silero VAD (the frame-energy rule where `silero-vad` is not installed), and transcribes long
+recordings in segments cut at pauses (or whole, in one prompt), with timestamps on request.
 """
 
+import functools
+import importlib.util
 import io
 import os
 import re
@@ -179,28 +182,93 @@ def sentence_chunks(text: str, span: tuple[float, float], pauses: list[tuple[flo
 
 
 def read_audio_file(source) -> tuple[np.ndarray, int]:
-    """(samples, sampling rate) of an audio file's path or bytes, as libsndfile decodes them (no ffmpeg):
-    WAV, FLAC, OGG/Opus, MP3. A missing or unreadable file raises naming the path and what was expected."""
+    """(samples, sampling rate) of the first audio stream of a file's path or bytes, decoded by FFmpeg
+    through PyAV: any container and codec FFmpeg reads (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WMA, and
+    the sound of MP4/MKV/WebM video). Samples are float32, `(channels, samples)`, at the file's rate.
+    A file that cannot be read raises one line, `PATH: reason`: FileNotFoundError where there is no
+    file, ValueError where it holds no audio FFmpeg decodes."""
     try:
-        import soundfile
+        import av
     except ImportError as error:
-        raise ImportError("Reading audio files needs soundfile: pip install soundfile") from error
+        raise ImportError("Reading audio files needs PyAV (FFmpeg's decoders): pip install av") from error
     if isinstance(source, bytes):
-        return soundfile.read(io.BytesIO(source), dtype="float32", always_2d=False)
-    source = os.fspath(source)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"No audio file at {source}")
+        name, opened = "audio bytes", io.BytesIO(source)
+    else:
+        name = opened = os.fspath(source)
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"{name}: no such file")
+    if (len(source) if isinstance(source, bytes) else os.path.getsize(name)) == 0:
+        raise ValueError(f"{name}: empty file (0 bytes)")
     try:
-        return soundfile.read(source, dtype="float32", always_2d=False)
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise ValueError(f"Could not read {source} as audio: expected a file libsndfile decodes "
-                         f"(WAV, FLAC, OGG/Opus, MP3), got: {error}") from error
+        with av.open(opened, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise ValueError(f"{name}: no audio stream (a {container.format.name} file)")
+            stream = container.streams.audio[0]
+            to_float = av.AudioResampler(format="fltp")  # planar float32, the stream's own layout and rate
+            frames = [f for frame in container.decode(stream) for f in to_float.resample(frame)]
+            frames += to_float.resample(None)  # what the resampler still holds
+    except av.FFmpegError as error:  # FFmpeg's own reason, e.g. "Invalid data found when processing input"
+        raise ValueError(f"{name}: not audio FFmpeg can decode ({error.strerror})") from error
+    if sum(frame.samples for frame in frames) == 0:
+        raise ValueError(f"{name}: the audio stream holds no samples")
+    # the decoded rate, not the container's: HE-AAC, for one, decodes at twice the rate its header gives
+    return np.concatenate([frame.to_ndarray() for frame in frames], axis=1), frames[0].sample_rate
 
 
 def load_audio(source) -> np.ndarray:
-    """An audio file's path or bytes as 16 kHz float32 mono samples, the rate the graft hears."""
+    """An audio or video file's path or bytes as 16 kHz float32 mono samples, the rate the graft hears."""
     samples, sampling_rate = read_audio_file(source)
     return resample_to_16k(to_float_mono(samples, 0), sampling_rate)
+
+
+# Speech is found by Silero VAD where `silero-vad` is installed (its model ships inside the wheel; faster-whisper
+# and WhisperX segment with it): the energy rule above takes steady noise and music for speech. The energy
+# rule stays as the fallback, and its frame energy still places cuts inside long speech.
+SPEECH_DETECTORS = ("auto", "silero", "energy")
+
+
+def resolve_speech_detector(name: str = "auto") -> str:
+    """The speech detector that runs for `name`: "silero" or "energy" ("auto": Silero VAD where installed)."""
+    if name not in SPEECH_DETECTORS:
+        raise ValueError(f'speech_detector must be "auto", "silero" or "energy", got {name!r}')
+    if name == "energy":
+        return "energy"
+    if importlib.util.find_spec("silero_vad") is None:
+        if name == "silero":
+            raise ImportError('speech_detector="silero" needs Silero VAD: pip install silero-vad')
+        return "energy"
+    return "silero"
+
+
+@functools.lru_cache(maxsize=1)
+def _silero_model():
+    return _silero_vad().load_silero_vad()
+
+
+def _silero_vad():
+    # imported in a try block: transformers' remote-code loader then does not require it of every user
+    try:
+        import silero_vad
+    except ImportError as error:
+        raise ImportError('speech_detector="silero" needs Silero VAD: pip install silero-vad') from error
+    return silero_vad
+
+
+def silero_speech_frames(samples: np.ndarray) -> np.ndarray:
+    """Which 10 ms frames of 16 kHz `samples` hold speech by Silero VAD (its default settings): `(frames,)` booleans."""
+    speech = np.zeros(len(samples) // FRAME_SAMPLES, dtype=bool)
+    spans = _silero_vad().get_speech_timestamps(torch.from_numpy(samples), _silero_model(), sampling_rate=SAMPLING_RATE)
+    for span in spans:
+        speech[span["start"] // FRAME_SAMPLES : -(-span["end"] // FRAME_SAMPLES)] = True
+    return speech
+
+
+def find_speech(samples: np.ndarray, energy: np.ndarray, speech_detector: str = "auto") -> np.ndarray:
+    """`speech_frames` of 16 kHz `samples` (whose `frame_energy` is `energy`) by the detector
+    `resolve_speech_detector(speech_detector)` names."""
+    if resolve_speech_detector(speech_detector) == "silero":
+        return silero_speech_frames(samples)
+    return _speech_in(energy)
 
 
 class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
@@ -219,10 +287,12 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
       `False` puts the whole recording in one prompt (up to the model's `max_audio_seconds`), for
       instructions about the whole of it ("Summarise this."). With another `prompt`, `"auto"`
       keeps the whole recording; `segment_audio=True` applies the prompt to each segment.
-    - `max_segment_seconds` (default 10, chosen on validation; at most 30).
+    - `max_segment_seconds` (default 10, chosen on validation; at most 30);
+    - `speech_detector`: `"auto"` (default: Silero VAD where `silero-vad` is installed, else the
+      frame-energy rule), `"silero"` or `"energy"`; also a `pipeline(...)` argument, for every call.
 
-    A recording without speech (silence, or less than 0.2 s of sound) gives empty text and no
-    chunks when transcribing; the model is not asked to make words of it.
+    A recording without speech (silence, noise, music, or less than 0.2 s of speech) gives empty
+    text and no chunks when transcribing; the model is not asked to make words of it.
     """
 
     _load_processor = True
@@ -235,7 +305,7 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         self.type = "seq2seq"  # the parent guessed "ctc" for a class it does not know
 
     def _sanitize_parameters(self, prompt=None, max_new_tokens=None, generate_kwargs=None, return_timestamps=None,
-                             segment_audio=None, max_segment_seconds=None, **unexpected):  # fmt: skip
+                             segment_audio=None, max_segment_seconds=None, speech_detector=None, **unexpected):  # fmt: skip
         if unexpected:
             raise TypeError(f"Unexpected arguments for the audio graft pipeline: {sorted(unexpected)}")
         if return_timestamps not in (None, True, False):
@@ -246,17 +316,19 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         if return_timestamps and segment_audio is False:
             raise ValueError("return_timestamps=True needs segments: segment_audio=False puts the whole recording in "
                              "one prompt, which has no timestamps")  # fmt: skip
+        if speech_detector is not None:
+            resolve_speech_detector(speech_detector)  # an unknown name, or Silero asked for and missing, fails here
         forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
         if max_new_tokens is not None:
             forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
         preprocess_params = {"prompt": prompt, "segment_audio": segment_audio, "return_timestamps": return_timestamps,
-                             "max_segment_seconds": max_segment_seconds}  # fmt: skip
+                             "max_segment_seconds": max_segment_seconds, "speech_detector": speech_detector}  # fmt: skip
         preprocess_params = {k: v for k, v in preprocess_params.items() if v is not None}
         postprocess_params = {"return_timestamps": bool(return_timestamps)}
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(self, inputs, prompt=DEFAULT_INSTRUCTION, segment_audio="auto", return_timestamps=False,
-                   max_segment_seconds=DEFAULT_SEGMENT_SECONDS):  # fmt: skip
+                   max_segment_seconds=DEFAULT_SEGMENT_SECONDS, speech_detector="auto"):  # fmt: skip
         samples, sampling_rate = self._load(inputs)
         # Resampled here so that a batch of clips from different sources shares one rate.
         samples = resample_to_16k(to_float_mono(samples, 0), sampling_rate)
@@ -264,21 +336,30 @@ class Qwen2AudioGraftASRPipeline(AutomaticSpeechRecognitionPipeline):
         segmented = segment_audio is True or return_timestamps or (
             segment_audio == "auto" and transcribing and len(samples) > max_segment_seconds * SAMPLING_RATE)
         text_prompt = build_prompt(self.processor, prompt)
+        if not segmented and not transcribing:  # another instruction: the whole recording, speech or not
+            yield {"is_last": True, "audio": samples, "prompt": text_prompt,
+                   "timestamp": (0.0, round(len(samples) / SAMPLING_RATE, 2)), "pauses": []}
+            return
+        energy = frame_energy(samples)
+        speech = find_speech(samples, energy, speech_detector)
+        segments = split_at_pauses(samples, max_segment_seconds, energy=energy, speech=speech)
         if not segmented:
-            silent = transcribing and not split_at_pauses(samples, max_segment_seconds)
+            silent = not segments
             # a recording without speech runs no prompt: the model is not asked to make words of silence
             yield {"is_last": True, "audio": None if silent else samples, "prompt": text_prompt,
                    "timestamp": None if silent else (0.0, round(len(samples) / SAMPLING_RATE, 2)), "pauses": []}
             return
-        energy = frame_energy(samples)
-        speech = _speech_in(energy)
-        segments = split_at_pauses(samples, max_segment_seconds, energy=energy, speech=speech)
         if not segments:
             yield {"is_last": True, "audio": None, "prompt": text_prompt, "timestamp": None, "pauses": []}
         for index, (start, end) in enumerate(segments):
             pauses = pauses_within(speech, start // FRAME_SAMPLES, end // FRAME_SAMPLES) if return_timestamps else []
             yield {"is_last": index == len(segments) - 1, "audio": samples[start:end], "prompt": text_prompt,
                    "timestamp": (round(start / SAMPLING_RATE, 2), round(end / SAMPLING_RATE, 2)), "pauses": pauses}
+
+    @staticmethod
+    def resolve_speech_detector(name: str = "auto") -> str:
+        """The speech detector that runs for `speech_detector=name`: "silero" or "energy"."""
+        return resolve_speech_detector(name)
 
     def _load(self, inputs) -> tuple:
         if isinstance(inputs, (str, os.PathLike, bytes)):

@@ -4,6 +4,8 @@
     python -m mini.longform score --model build/mini-graft --data build/longform/devtest.jsonl
     python -m mini.longform score --model build/mini-graft --data build/longform/validation.jsonl \
         --max_segment_seconds 10 20 30                                 # choosing the default, on validation
+    python -m mini.longform noise --model build/mini-graft --data build/longform/validation.jsonl \
+        --speech_detector energy                                       # noise, tones, silence; noisy speech
 
 `make` reads held-out sentences with held-out voices only (never a training voice): for dev-test,
 flite slt, festival's slt HTS and the pocketsphinx recordings; for validation, RHVoice bdl, pico
@@ -18,6 +20,10 @@ whole-recording prompt (`segment_audio=False`) and, with `--whisper`, Whisper ba
 long-form decoding; beside them each sentence alone, as a clip. It reports WER, the
 timestamp error (each sentence start that follows a pause against the nearest chunk start:
 median and 90th percentile) and the real-time factor of the segmented path at each batch size.
+`--speech_detector` picks what finds the speech (Silero VAD, or the frame-energy rule).
+
+`noise` counts the words written for 10 s of silence, white and pink noise and music-like tones (none
+is right), and scores the first recording (`--limit`) under white noise at 10 dB SNR, in segments.
 """
 
 import argparse
@@ -194,15 +200,16 @@ def whisper_long_form(num_beams: int, model: str = "build/components/whisper-bas
 
 
 def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes: list[int], whole: bool, clips: bool,
-          whisper: bool, limit: int | None = None) -> dict:  # fmt: skip
+          whisper: bool, limit: int | None = None, speech_detector: str = "auto") -> dict:  # fmt: skip
     from transformers import pipeline
 
     from train.evaluation.metrics import compute_metrics
 
     rows = load(manifest, limit)
-    asr = pipeline("automatic-speech-recognition", model=model, trust_remote_code=True)
+    asr = pipeline("automatic-speech-recognition", model=model, trust_remote_code=True, speech_detector=speech_detector)
     results = {"manifest": str(manifest), "recordings": len(rows), "minutes": round(sum(r["duration"] for r in rows) / 60, 1),
-               "num_beams": decoding_beams(asr.model.generation_config), "segmented": {}}  # fmt: skip
+               "num_beams": decoding_beams(asr.model.generation_config),
+               "speech_detector": asr.resolve_speech_detector(speech_detector), "segmented": {}}  # fmt: skip
     for seconds in segment_seconds:
         for batch_size in batch_sizes:
             key = f"max {seconds:g} s, batch {batch_size}"
@@ -230,9 +237,48 @@ def score(model: str, manifest: Path, segment_seconds: list[float], batch_sizes:
     return results
 
 
+def non_speech(seconds: float = 10.0, level: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Sounds that hold no speech, `seconds` long at RMS `level`: silence, white and pink noise, and music-like
+    tones (a melody of eight notes, three harmonics each, struck and fading)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    pink = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / RATE), 1.0)), n)  # power falls as 1/f
+    t = np.arange(n // 8) / RATE
+    notes = [sum(np.sin(2 * np.pi * k * f * t) / k for k in (1, 2, 3)) * np.exp(-3 * t)
+             for f in (262, 294, 330, 349, 392, 440, 494, 523)]  # fmt: skip
+    sounds = {"white noise": rng.standard_normal(n), "pink noise": pink, "tones": np.concatenate(notes)}
+    sounds = {k: (v * level / np.sqrt(np.mean(np.square(v)))).astype(np.float32) for k, v in sounds.items()}
+    return {"silence": np.zeros(n, dtype=np.float32), **sounds}
+
+
+def noise_check(model: str, manifest: Path, speech_detector: str, snr_db: float = 10.0, limit: int = 1) -> dict:
+    """Words the graft writes for `non_speech` sounds (none is right), and WER and timestamp errors of the
+    first `limit` recordings of `manifest` under white noise at `snr_db` (against the level of their speech)."""
+    from transformers import pipeline
+
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import DEFAULT_SEGMENT_SECONDS
+
+    asr = pipeline("automatic-speech-recognition", model=model, trust_remote_code=True, speech_detector=speech_detector)
+    results = {"speech_detector": asr.resolve_speech_detector(speech_detector), "non_speech": {}}
+    for name, sound in non_speech().items():
+        text = asr(sound, return_timestamps=True)["text"]
+        results["non_speech"][name] = {"words": len(text.split()), "text": text}
+        print(f"{name}: {len(text.split())} words {text[:80]!r}")
+    rows, rng = load(manifest, limit), np.random.default_rng(1)
+    for row in rows:
+        speech = np.concatenate([row["samples"][int(s["start"] * RATE) : int(s["end"] * RATE)] for s in row["sentences"]])
+        level = np.sqrt(np.mean(np.square(speech))) / 10 ** (snr_db / 20)
+        row["samples"] = (row["samples"] + level * rng.standard_normal(len(row["samples"]))).astype(np.float32)
+    noisy = score_segmented(asr, rows, DEFAULT_SEGMENT_SECONDS, 8)
+    results[f"speech at {snr_db:g} dB SNR"] = noisy
+    print(f"speech at {snr_db:g} dB SNR: " + json.dumps({k: v for k, v in noisy.items() if k != "hypotheses"}))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("make", "score"))
+    parser.add_argument("step", choices=("make", "score", "noise"))
     parser.add_argument("--out", type=Path, default=Path("build/longform"), help="make: where to write")
     parser.add_argument("--seed", type=int, default=0, help="make: the corpus seed (its sentence pools)")
     parser.add_argument("--splits", nargs="+", choices=tuple(SETS), default=list(SETS), help="make: which sets")
@@ -244,12 +290,17 @@ def main(argv=None):
     parser.add_argument("--no_whole", action="store_true", help="score: leave out the whole-recording prompt")
     parser.add_argument("--no_clips", action="store_true", help="score: leave out the sentences one by one")
     parser.add_argument("--whisper", action="store_true", help="score: Whisper base's own long-form decoding beside")
-    parser.add_argument("--results", type=Path, help="score: write the figures here (JSON)")
+    parser.add_argument("--speech_detector", default="auto", choices=("auto", "silero", "energy"),
+                        help="score, noise: what finds speech (auto: Silero VAD where installed)")
+    parser.add_argument("--results", type=Path, help="score, noise: write the figures here (JSON)")
     args = parser.parse_args(argv)
     if args.step == "make":
         return make(args.out, args.seed, args.splits)
-    results = score(args.model, args.data, args.max_segment_seconds, args.batch_size, not args.no_whole,
-                    not args.no_clips, args.whisper, args.limit)  # fmt: skip
+    if args.step == "noise":
+        results = noise_check(args.model, args.data, args.speech_detector, limit=args.limit or 1)
+    else:
+        results = score(args.model, args.data, args.max_segment_seconds, args.batch_size, not args.no_whole,
+                        not args.no_clips, args.whisper, args.limit, args.speech_detector)  # fmt: skip
     if args.results:
         args.results.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -127,7 +127,8 @@ def test_sentence_times_without_pauses_and_without_sentence_ends():
 
 @pytest.fixture(scope="module")
 def asr(tiny_dir):
-    return pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
+    # tones and noise bursts stand in for speech here: the energy rule takes them for speech, Silero VAD does not
+    return pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True, speech_detector="energy")
 
 
 def words(asr, n=2):
@@ -210,9 +211,8 @@ def test_bad_long_form_arguments_and_files(asr, tmp_path):
         assert str(info.value) == message
     with pytest.raises(FileNotFoundError) as info:
         asr(str(tmp_path / "missing.wav"))
-    assert str(info.value) == f"No audio file at {tmp_path / 'missing.wav'}"
+    assert str(info.value) == f"{tmp_path / 'missing.wav'}: no such file"
     (tmp_path / "notes.wav").write_text("not audio")
     with pytest.raises(ValueError) as info:
         asr(str(tmp_path / "notes.wav"))
-    assert str(info.value).startswith(f"Could not read {tmp_path / 'notes.wav'} as audio: expected a file libsndfile "
-                                      "decodes (WAV, FLAC, OGG/Opus, MP3), got: ")  # fmt: skip
+    assert str(info.value) == f"{tmp_path / 'notes.wav'}: not audio FFmpeg can decode (Invalid data found when processing input)"

@@ -89,8 +89,9 @@ def _usage(repo_id: str, instruction: str, sample: str | None) -> str:
 print(asr(audio_path)["text"])
 ```
 
-The pipeline reads audio files with soundfile (no ffmpeg needed) and also takes arrays or
-`{{"raw": array, "sampling_rate": sr}}` dicts. The model classes directly, continuing from
+The pipeline reads every audio and video file FFmpeg reads (through PyAV: no ffmpeg binary needed),
+finds the speech with Silero VAD, and also takes arrays or `{{"raw": array, "sampling_rate": sr}}`
+dicts. The model classes directly, continuing from
 `audio_path` above:
 
 ```python
