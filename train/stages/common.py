@@ -148,13 +148,22 @@ def make_trainer(model, training_args, train_set, eval_set, collator, processor,
     return trainer
 
 
-def run_stage(model, processor, data_args, training_args, recipe, title: str):
-    """Data, collator and Trainer for a prepared model; train (or resume), then `finish`."""
+def run_stage(model, processor, data_args, training_args, recipe, title: str, objective=None):
+    """Data, collator and Trainer for a prepared model; train (or resume), then `finish`.
+
+    `objective`, when given, is a function `(model, train_set, eval_set, collator) -> (module, callbacks)`:
+    the module is trained instead of `model` (stage 1's CTC head around the graft, `train.stages.ctc`)."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds, training_args.seed)
     if data_args.encoder_cache_dir:
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
     collator = SpeechCollator(processor, data_args.instruction)
+    callbacks = []
+    if objective is not None:
+        model, callbacks = objective(model, train_set, eval_set, collator)
     trainer = make_trainer(model, training_args, train_set, eval_set, collator, processor, data_args, recipe)
+    for callback in callbacks:
+        callback.trainer = trainer
+        trainer.add_callback(callback)
     resumable = recipe.resume and Path(training_args.output_dir).is_dir()
     last = get_last_checkpoint(training_args.output_dir) if resumable else None
     accelerator = trainer.accelerator

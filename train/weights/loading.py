@@ -8,13 +8,15 @@ from safetensors.torch import load_file
 from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration
 from qwen2_audio_graft.processing_qwen2_audio_graft import Qwen2AudioGraftProcessor
 
-PROJECTOR_FILE = "model.safetensors"  # stage 1 writes only `model.audio_projector.*` into it
+PROJECTOR_FILE = "model.safetensors"  # stage 1 writes `model.audio_projector.*` into it (and `ctc_head.*` under CTC)
 PROJECTOR_PREFIX = "model.audio_projector."
+CTC_HEAD_PREFIX = "ctc_head."  # stage 1's CTC head (train.stages.ctc): not part of the graft
 
 
 def load_projector(model, folder) -> None:
-    """Copy stage 1's projector weights into `model`; anything else in the file is an error."""
+    """Copy stage 1's projector weights into `model`; anything else in the file but a CTC head is an error."""
     state = load_file(str(Path(folder) / PROJECTOR_FILE))
+    state = {k: v for k, v in state.items() if not k.startswith(CTC_HEAD_PREFIX)}
     foreign = [k for k in state if not k.startswith(PROJECTOR_PREFIX)]
     if foreign or not state:
         raise ValueError(f"{folder} must hold only {PROJECTOR_PREFIX}* weights, found {foreign[:5] or 'none'}")
