@@ -95,12 +95,12 @@ demo: $(VENV)/.installed demo-deps
 
 # The mini graft's recipe, one command from scratch (docs/mini-graft.md): fetch the components, make the
 # corpus (train, validation, dev-test), build the graft, train it (train/configs/mini_stage2.yaml; a cut-off run
-# continues from its last checkpoint when run again), keep what validation chooses in mini/trained, score it on
-# dev-test as make demo does, and record the whole command's time in mini/trained/recipe.json.
+# continues from its last checkpoint when run again), keep what validation chooses in mini/trained (with the seconds
+# trained, summed over the parts of a continued run, and the corpus's own time, in recipe.json), and score it on
+# dev-test as make demo does.
 # On a GPU: make demo-train TRAIN_OVERRIDES="--use_cpu false --per_device_train_batch_size 32 --dataloader_num_workers 8"
 TRAIN_OVERRIDES ?=
 demo-train: $(VENV)/.installed demo-deps corpus-deps
-	@mkdir -p build && date +%s > build/demo-train.started
 	$(PY) -m mini.fetch_components --out build/components
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
 	$(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
@@ -113,7 +113,6 @@ demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.longform make --out build/longform --splits devtest
 	$(PY) -m mini.demo assemble
 	$(PY) -m mini.demo score
-	$(PY) -m mini.demo wall --started_at $$(cat build/demo-train.started)
 
 # The recipe's seed-to-seed spread (docs/mini-graft.md), after make demo-train: the recipe's training again with
 # seed 1 (continued from its checkpoints when run again: about 4 h of 2 cores), scored on validation beside the

@@ -2,9 +2,8 @@
 
     python -m mini.demo assemble   # build/mini-base (train.build) + mini/trained -> build/mini-graft (train.merge)
     python -m mini.demo score      # fresh process: stock pipeline() on the dev-test clips, beside Whisper base
-    python -m mini.demo keep [--run DIR]   # (make demo-train) choose on validation, keep in mini/trained
+    python -m mini.demo keep [--run DIR] [--stage1 DIR]   # (make demo-train) choose on validation, keep in mini/trained
     python -m mini.demo spread --runs RUN RUN...   # (make seed-spread) the recipe's runs under other seeds, on validation
-    python -m mini.demo wall --started_at UNIX_TIME   # (make demo-train) its whole time into recipe.json
     python -m mini.demo compare --predictions DIR/predictions.jsonl   # pipeline transcripts == train.evaluate's?
     python -m mini.demo voices [--out DIR]   # flite slt's dev-test texts read by two training voices, for train.evaluate
 
@@ -33,7 +32,8 @@ TRAINED = Path(__file__).resolve().parent / "trained"
 COMPONENTS = Path("build/components")
 BASE, GRAFT = Path("build/mini-base"), Path("build/mini-graft")
 DEVTEST = Path("build/demo-corpus/devtest.jsonl")
-VALIDATION = Path("build/corpus/validation.jsonl")
+CORPUS = Path("build/corpus")
+VALIDATION = CORPUS / "validation.jsonl"
 LONGFORM = Path("build/longform/devtest.jsonl")
 BEAMS = 4  # the beam width `keep` tries against greedy on validation
 VOICES_OUT = Path("build/trainvoice-devtest")  # where `voices` writes by default
@@ -296,14 +296,17 @@ def last_state(folder: Path) -> dict | None:
     return json.loads(states[-1].read_text()) if states else None
 
 
-def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDATION) -> dict:
+def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDATION, stage1: Path | None = None,
+         corpus: Path = CORPUS) -> dict:  # fmt: skip
     """Choose on the validation split what to keep of a finished run, and copy it into mini/trained.
 
     The choices, each on validation (never on dev-test): the run's end or the EMA of its weights
     (the lower greedy WER), then greedy or 4-beam decoding for the chosen pieces (written to
     mini/trained/generation_config.json). The pieces go in bfloat16 with the run's loss plot; the
-    listening check and the WER of every validation source beside Whisper base's, the run's
-    training time, the hardware and versions go to recipe.json."""
+    listening check and the WER of every validation source beside Whisper base's, the hardware and
+    versions go to recipe.json, with the time: `training_seconds`, the seconds every stage trained
+    (the stage 2 `run`, and the `stage1` run that gave its projector, if any), each summed over the
+    parts a cut-off run was continued in; and apart, the corpus's own making (`corpus`/stats.json)."""
     import datetime
     import shutil
 
@@ -320,7 +323,9 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     ours = (beams if num_beams == BEAMS else greedy[chosen])["transcripts"]
     whisper_by_source = wer_table(rows, ours, whisper)
     state = last_state(run) or {}
-    runtime = trained_seconds(run)  # over all the run's parts, where it was continued with --resume
+    stages = [run] if stage1 is None else [stage1, run]
+    seconds = [trained_seconds(stage) for stage in stages]  # each over all its parts, where continued with --resume
+    parts = [training_parts(stage) for stage in stages]
     shutil.rmtree(TRAINED, ignore_errors=True)
     (TRAINED / "stage2").mkdir(parents=True)
     copy_as_bf16(pieces / "adapter_model.safetensors", TRAINED / "stage2" / "adapter_model.safetensors")
@@ -330,8 +335,10 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     config = json.loads((BASE / "config.json").read_text())
     recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
               "command": "make demo-train", "config": "train/configs/mini_stage2.yaml", "hardware": hardware(),
-              "steps": state.get("global_step"), "training_seconds": None if runtime is None else round(runtime),
-              "training_parts": training_parts(run), "wall_seconds": None, "kept": chosen, "num_beams": num_beams,
+              "steps": state.get("global_step"),
+              "training_seconds": None if None in seconds else round(sum(seconds)),
+              "training_parts": None if None in parts else sum(parts), "corpus": corpus_time(corpus),
+              "kept": chosen, "num_beams": num_beams,
               "validation": {"clips": len(rows),
                              "greedy_wer": greedy_wer(greedy),
                              f"{BEAMS}_beams_wer": round(beams["wer"], 4),
@@ -380,24 +387,14 @@ def rounded(table: dict) -> dict:
             for key, value in table.items()}
 
 
-def record_wall_time(started_at: float, corpus: Path = Path("build/corpus")) -> dict:
-    """Write the whole `make demo-train`'s seconds since `started_at` (a Unix time) into recipe.json, where
-    the command ran in one go: the corpus made from nothing and the training in one part. A command
-    continued after a cut-off did part of its work before `started_at`, so its wall time stays null."""
-    path = TRAINED / "recipe.json"
-    recipe = json.loads(path.read_text())
-    seconds = round(time.time() - started_at)
-    reused = json.loads((corpus / "stats.json").read_text()).get("reused_clips")
-    parts = recipe.get("training_parts")
-    if parts == 1 and reused == 0:
-        recipe["wall_seconds"] = seconds
-        print(f"make demo-train took {seconds} s in all, {recipe['training_seconds']} s of it training")
-    else:
-        recipe["wall_seconds"] = None
-        print(f"make demo-train was not one go (training in {parts} part(s), {reused} corpus clips reused): "
-              f"its last {seconds} s are not its wall time; wall_seconds stays null")
-    path.write_text(json.dumps(recipe, indent=2) + "\n")
-    return recipe
+def corpus_time(corpus: Path = CORPUS) -> dict | None:
+    """The corpus's making as `mini.make_corpus` recorded it (its last run's seconds, and how many clips that
+    run found already made), or None where `corpus` has no stats.json."""
+    stats = corpus / "stats.json"
+    if not stats.exists():
+        return None
+    info = json.loads(stats.read_text())
+    return {"generation_seconds": info.get("generation_seconds"), "reused_clips": info.get("reused_clips")}
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")
@@ -435,15 +432,15 @@ def training_voices(out: Path, manifest: Path = DEVTEST, source_voice: str = "fl
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("assemble", "score", "keep", "spread", "wall", "compare", "voices"))
+    parser.add_argument("step", choices=("assemble", "score", "keep", "spread", "compare", "voices"))
     parser.add_argument("--out", type=Path, default=VOICES_OUT, help="with voices: where to write")
     parser.add_argument("--manifest", type=Path, default=DEVTEST, help="with voices: whose texts to read")
     parser.add_argument("--source_voice", default="flite-slt", help="with voices: the manifest voice whose texts are read")
     parser.add_argument("--max_texts", type=int, default=None, help="with voices: read only the first N texts")
     parser.add_argument("--validation", type=Path, default=VALIDATION, help="with keep: the validation manifest")
-    parser.add_argument("--started_at", type=float, help="with wall: when make demo-train started (Unix time)")
     parser.add_argument("--predictions", type=Path, help="with compare: a train.evaluate predictions.jsonl")
     parser.add_argument("--run", type=Path, default=Path("build/mini-train/stage2"), help="with keep: the run to keep")
+    parser.add_argument("--stage1", type=Path, help="with keep: the stage 1 run that gave the run its projector")
     parser.add_argument("--runs", type=Path, nargs="+",
                         help="with spread: the recipe's runs under different seeds (a run's folder, or keep's recipe.json)")
     args = parser.parse_args(argv)
@@ -455,13 +452,11 @@ def main(argv=None):
         print(f"wrote {written}; score it with python -m train.evaluate --model {GRAFT} --data {written} "
               f"--max_new_tokens 64 --output build/mini-train/{scored}")  # fmt: skip
     elif args.step == "keep":
-        keep(args.run, args.validation)
+        keep(args.run, args.validation, args.stage1)
     elif args.step == "spread":
         if not args.runs or len(args.runs) < 2:
             parser.error("spread needs at least two --runs")
         spread(args.runs, args.validation)
-    elif args.step == "wall":
-        record_wall_time(args.started_at)
     else:
         assemble() if args.step == "assemble" else score()
 

@@ -22,6 +22,13 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
     assert precision.cpu_has_bf16(tmp_path / "missing") is False
 
 
+def test_the_hardware_record_names_the_cpu_flags_a_step_depends_on(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=None: {"fpu", "amx_tile", "avx2", "avx512_bf16", "avx512f", "amx_bf16"})
+    assert precision.hardware()["cpu_flags"] == ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=None: {"fpu", "avx2"})
+    assert precision.hardware()["cpu_flags"] == ["avx2"]
+
+
 @pytest.mark.parametrize("has_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_follows_the_hardware_and_switches_autocast(monkeypatch, tmp_path, has_bf16, expected):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: has_bf16)

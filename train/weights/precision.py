@@ -18,19 +18,24 @@ import torch
 
 PRECISIONS = ("auto", "bfloat16", "float32")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # what a CPU step's time depends on most
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    try:
+        return set(cpuinfo.read_text().split())
+    except OSError:
+        return set()
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return False
-    return any(flag in flags for flag in CPU_BF16_FLAGS)
+    return any(flag in cpu_flags(cpuinfo) for flag in CPU_BF16_FLAGS)
 
 
 def hardware() -> dict:
-    """The CPU (model name, cores, native bf16), GPU if any, and the torch and transformers versions."""
+    """The CPU (model name, cores, native bf16, the vector and matrix flags of `CPU_SPEED_FLAGS` it has), GPU if
+    any, and the torch and transformers versions."""
     import os
     import platform
 
@@ -41,7 +46,9 @@ def hardware() -> dict:
     except OSError:
         lines = []
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    found = {"cpu": cpu, "cores": os.cpu_count(), "cpu_bf16": cpu_has_bf16(), "torch": torch.__version__,
+    flags = cpu_flags()
+    found = {"cpu": cpu, "cores": os.cpu_count(), "cpu_bf16": cpu_has_bf16(),
+             "cpu_flags": [flag for flag in CPU_SPEED_FLAGS if flag in flags], "torch": torch.__version__,
              "transformers": transformers.__version__}  # fmt: skip
     if torch.cuda.is_available():
         found["gpu"] = torch.cuda.get_device_name()
