@@ -13,7 +13,8 @@ no swap): a step that completes fits in it.
 1. `bench.hub_layout`: Qwen2-VL-7B-Instruct and whisper-large-v3-turbo stand-ins (random weights,
    the published configs and key names, a Qwen2-VL-layout tokenizer);
 2. `train.build` composes the graft (bf16);
-3. stage 1, 2 steps (`train/configs/stage1_7b.yaml`; toy audio instead of the streamed corpus);
+3. stage 1, 2 steps (`train/configs/stage1_7b.yaml`; toy audio instead of the streamed corpus), then
+   the same by CTC (`--alignment_objective ctc`: no LLM pass);
 4. stage 2, 2 steps (`train/configs/stage2_7b.yaml`: NF4 QLoRA r=64, alpha 16, gradient
    checkpointing; `--optim adamw_torch` on CPU, where bitsandbytes' paged optimizer does not run);
 5. `train.merge` into bf16 sharded safetensors, checked against base + adapter loaded apart;
@@ -207,6 +208,8 @@ def steps(work: Path, scale: str, device: str) -> list[tuple[str, list[str]]]:
         ("build", py + ["train.build", "--llm", str(hub / "Qwen2-VL-7B-Instruct"), "--encoder",
                         str(hub / "whisper-large-v3-turbo"), "--output", str(work / "graft"), "--dtype", "bfloat16"]),
         ("stage1", py + ["train.stage1_align", "--config", "train/configs/stage1_7b.yaml", *stage_flags(work, "stage1", device)]),
+        ("stage1_ctc", py + ["train.stage1_align", "--config", "train/configs/stage1_7b.yaml", "--alignment_objective",
+                             "ctc", *stage_flags(work, "stage1-ctc", device)]),
         ("stage2", py + ["train.stage2_qlora", "--config", "train/configs/stage2_7b.yaml", "--projector_path",
                          str(work / "stage1"), *stage_flags(work, "stage2", device), *stage2_cpu]),
         ("merge", py + ["train.merge", "--base", str(work / "graft"), "--adapter", str(work / "stage2"), "--output",

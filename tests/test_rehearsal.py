@@ -10,7 +10,7 @@ import pytest
 from bench import rehearse_7b
 from bench.memory_cap import MemoryCap
 
-STEPS = ["checkpoints", "toy_audio", "build", "stage1", "stage2", "merge", "evaluate", "card", "push",
+STEPS = ["checkpoints", "toy_audio", "build", "stage1", "stage1_ctc", "stage2", "merge", "evaluate", "card", "push",
          "fresh_process", "nf4_audio_only"]  # fmt: skip
 
 
