@@ -13,6 +13,8 @@ from train.stages.ctc import CTCHead, alignment_vocabulary, ctc_alignment
 from train.stages.data import SpeechCollator, SpeechDataset, load_rows
 from train.weights.loading import load_graft, load_projector
 
+from tests.test_training import _common
+
 PROJECTOR_KEYS = {"model.audio_projector.linear_1.weight", "model.audio_projector.linear_1.bias",
                   "model.audio_projector.norm.weight"}  # fmt: skip
 
@@ -26,19 +28,16 @@ def setup(tmp_path_factory):
 
 
 def _ctc_args(folder, manifests, output, steps, extra=()):
-    return [
-        "--model_path", str(folder / "graft"), "--train_data", str(manifests["train"]),
-        "--output_dir", str(output), "--max_steps", str(steps), "--per_device_train_batch_size", "4",
-        "--learning_rate", "0.01", "--logging_steps", "1", "--save_steps", "2", "--report_to", "none",
-        "--use_cpu", "true", "--seed", "0", "--eval_strategy", "no", "--precision", "float32",
-        "--alignment_objective", "ctc", *extra,
-    ]  # fmt: skip
+    """test_training's stage arguments, batches of 4, under CTC."""
+    args = _common(folder, manifests, output, steps, ["--alignment_objective", "ctc", *extra])
+    args[args.index("--per_device_train_batch_size") + 1] = "4"
+    return args
 
 
 def test_ctc_trains_the_projector_and_head_only_and_stage2_loads_the_projector(setup, tmp_path):
     folder, manifests = setup
-    # gradient_checkpointing as stage1_7b.yaml sets it: under CTC no LLM layer runs, so it is turned off
-    trainer = stage1_align.main(_ctc_args(folder, manifests, tmp_path / "ctc", 2, ["--gradient_checkpointing", "true"]))
+    # checkpointing as stage1_7b.yaml asks for it: under CTC no LLM layer runs, so it is turned off
+    trainer = stage1_align.main(_ctc_args(folder, manifests, tmp_path / "ctc", 2, ["--activation_checkpointing", "true"]))
     assert trainer.state.global_step == 2 and trainer.args.activation_checkpointing is False
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
     before, _ = load_graft(folder / "graft")
