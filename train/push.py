@@ -168,7 +168,7 @@ def verify(repo_id: str, audio_path: str | Path) -> str:
 
     asr = pipeline("automatic-speech-recognition", model=repo_id, trust_remote_code=True)
     sampling_rate = asr.feature_extractor.sampling_rate
-    # Decoding here (soundfile) instead of passing the path keeps ffmpeg out of the requirements.
+    # Decoded by transformers' own audio reader and passed as samples, as any user of the Hub repo can.
     audio = load_audio(str(audio_path), sampling_rate=sampling_rate)
     return asr({"raw": audio, "sampling_rate": sampling_rate})["text"]
 

@@ -2,8 +2,9 @@
 
 Sources: a JSONL or CSV manifest of audio paths (relative to the manifest) and texts; an
 `audiofolder` directory; or any `datasets` dataset with an Audio column and a text column (for
-real runs `speechbrain/LargeScaleASR`, streamed). Audio is decoded with libsndfile (no ffmpeg,
-no torchcodec), mixed to mono and resampled to 16 kHz by the processor's own code.
+real runs `speechbrain/LargeScaleASR`, streamed). Audio is decoded by the pipeline's own reader
+(FFmpeg's decoders through PyAV: any container), mixed to mono and resampled to 16 kHz by the
+processor's own code.
 
 Rows with missing or undecodable audio, empty text or audio over the maximum are skipped and
 counted by reason; `SkipCounter.report()` says how many, and the stages write the counts out.
