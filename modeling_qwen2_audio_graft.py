@@ -104,7 +104,11 @@ class Qwen2AudioGraftProjector(nn.Module):
             encoder_states = nn.functional.pad(encoder_states, (0, 0, 0, pad))
         # (windows, frames, width) -> (windows, frames / k, k * width)
         stacked = encoder_states.reshape(windows, -1, self.audio_downsample * width)
-        return self.norm(self.linear_2(self.act(self.linear_1(stacked))))
+        hidden = self.linear_2(self.act(self.linear_1(stacked)))
+        # Under bf16 autocast the linear layers give bf16 while a trained gain stays float32: the norm runs in
+        # its gain's dtype (RMSNorm's fused kernel takes one dtype; it upcasts to float32 inside either way).
+        gain = getattr(self.norm, "weight", None)
+        return self.norm(hidden if gain is None else hidden.to(gain.dtype))
 
 
 class Qwen2AudioGraftPreTrainedModel(Qwen2VLPreTrainedModel):

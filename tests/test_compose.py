@@ -96,7 +96,7 @@ def test_projector_output_matches_the_text_embedding_scale(tmp_path):
                                        num_attention_heads=4, num_key_value_heads=2, initializer_range=0.02))  # fmt: skip
     llm.save_pretrained(tmp_path / "llm")
     _whisper(tmp_path / "whisper")
-    text_rms = llm.get_input_embeddings().weight.pow(2).mean().sqrt()
+    text_rms = llm.get_input_embeddings().weight.detach().pow(2).mean().sqrt()
 
     def ratio(graft, inputs):
         with torch.no_grad():
