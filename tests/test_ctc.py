@@ -9,8 +9,8 @@ from train import stage1_align
 from train.stage1_align import freeze_all_but_projector
 from train.building import toy_audio
 from train.building.tiny import build_tiny
-from train.stages.ctc import CTCHead, alignment_vocabulary, ctc_alignment
-from train.stages.data import SpeechCollator, SpeechDataset, load_rows
+from train.stages.ctc import CTCHead, alignment_vocabulary, ctc_alignment, training_texts
+from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, load_rows
 from train.weights.loading import load_graft, load_projector
 
 from tests.test_training import _common
@@ -83,6 +83,14 @@ def test_the_head_scores_tokens_against_their_embeddings_and_decodes_greedily():
     labels = torch.tensor([[-100, 1, 2, 9, 4], [-100, -100, 3, 9, -100]])
     targets, outside = head.targets(labels, end_token_id=9)
     assert [t.tolist() for t in targets] == [[0, 1], [2]] and outside == 1  # token 4 has no class
+
+
+def test_the_training_texts_are_read_through_joined_clips(setup):
+    _, manifests = setup
+    clips = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    texts = [clips[i]["text"] for i in range(len(clips))]
+    assert training_texts(clips) == texts
+    assert training_texts(JoinedClips(clips, probability=0.5, max_clips=2, max_seconds=30)) == texts
 
 
 def test_the_vocabulary_holds_the_answers_tokens_alone_and_after_a_space(tiny):

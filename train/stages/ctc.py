@@ -29,7 +29,9 @@ IGNORE_INDEX = -100
 
 def training_texts(dataset, limit: int | None = None) -> list[str]:
     """The transcripts of `dataset`'s usable rows (of its first `limit` rows when it is streamed)."""
-    base = getattr(dataset, "dataset", dataset)  # JoinedClips and the encoder cache wrap a SpeechDataset
+    base = dataset
+    while not hasattr(base, "rows"):  # the encoder cache (.dataset) and JoinedClips (.clips) wrap a SpeechDataset
+        base = base.dataset if hasattr(base, "dataset") else base.clips
     rows = base.rows
     if hasattr(base, "valid"):
         return list(rows.select(base.valid)["text"])
