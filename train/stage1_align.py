@@ -1,5 +1,6 @@
 """Stage 1: align the projector. Only `audio_projector` trains; the Whisper encoder, the LLM and
-the vision tower stay frozen. Saves only the projector (`model.safetensors`, `model.audio_projector.*`).
+the vision tower stay frozen. Saves only the projector (`model.safetensors`, `model.audio_projector.*`;
+under CTC the head's `ctc_head.*` beside it).
 
     python -m train.stage1_align --config train/configs/stage1_7b.yaml
     python -m train.stage1_align --config train/configs/mini_stage1.yaml --max_steps 50 --resume true
@@ -45,10 +46,10 @@ OBJECTIVES = ("lm", "ctc")
 
 def ctc_objective(processor, data_args, training_args, vocabulary_rows: int):
     """run_stage's `objective` for `alignment_objective: ctc`: the graft inside a CTC head, and the greedy
-    CTC WER of the eval set at each evaluation."""
+    CTC WER of the eval set at each evaluation (the head's own weights are created in float32)."""
+
     def objective(model, train_set, eval_set, collator):
         aligned = ctc_alignment(model, processor, train_set, vocabulary_rows if data_args.streaming else None)
-        keep_trainable_float32(aligned)
         callbacks = [] if eval_set is None else [
             CTCEvaluationCallback(collator, eval_set, training_args.per_device_eval_batch_size)]  # fmt: skip
         return aligned, callbacks
