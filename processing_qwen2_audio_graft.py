@@ -12,7 +12,7 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .configuration_qwen2_audio_graft import SAMPLING_RATE, WINDOW_SAMPLES, num_audio_tokens
+from .configuration_qwen2_audio_graft import HOP_LENGTH, SAMPLING_RATE, WINDOW_SAMPLES, num_audio_tokens
 
 AUDIO_TOKEN = "<|AUDIO|>"
 AUDIO_BOS_TOKEN = "<|audio_bos|>"
@@ -100,7 +100,8 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         self.max_audio_seconds = max_audio_seconds
         super().__init__(feature_extractor, tokenizer, image_processor, chat_template=chat_template or CHAT_TEMPLATE)
 
-    def __call__(self, text=None, audio=None, images=None, sampling_rate=None, return_tensors="pt", **text_kwargs):
+    def __call__(self, text=None, audio=None, images=None, sampling_rate=None, return_tensors="pt",
+                 audio_features: bool = True, **text_kwargs):  # fmt: skip
         """Tokenize `text` (a string or a batch of strings) with the audio and images it refers to.
 
         Args:
@@ -109,6 +110,9 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
                 mono, or 2-D with a channel axis), all at `sampling_rate`.
             images: images for the `<|image_pad|>` placeholders, in order.
             sampling_rate: the rate of `audio` in Hz; required with audio, resampled to 16 kHz.
+            audio_features: False leaves out `input_features` and returns only `input_features_mask`,
+                without computing any log-mel: for callers that already hold the encoder's outputs
+                (training from stored encoder states).
             **text_kwargs: passed to the tokenizer (padding defaults to True).
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, `mm_token_type_ids` and, with audio,
@@ -124,7 +128,7 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
         if audio is not None:
             clips = self._prepare_audio(audio, sampling_rate)
             texts = self._expand(texts, AUDIO_TOKEN, [num_audio_tokens(len(c), self.audio_downsample) for c in clips])
-            data.update(self.audio_windows(clips))
+            data.update(self.audio_windows(clips, features=audio_features))
         else:
             self._expand(texts, AUDIO_TOKEN, [])
         if images is not None:
@@ -157,11 +161,18 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
             prepared.append(samples)
         return prepared
 
-    def audio_windows(self, clips: list[np.ndarray]) -> dict:
+    def audio_windows(self, clips: list[np.ndarray], features: bool = True) -> dict:
         """Every clip (16 kHz float mono) cut into 30 s windows, all windows of the batch in order:
-        `input_features` `(windows, mel_bins, 3000)` and `input_features_mask` `(windows, 3000)`."""
+        `input_features` `(windows, mel_bins, 3000)` and `input_features_mask` `(windows, 3000)`.
+        With `features=False`, only the mask (its first `ceil(samples / 160)` frames of each window are
+        1, as the feature extractor marks them), and no log-mel is computed."""
         windows = [clip[start : start + WINDOW_SAMPLES] for clip in clips for start in range(0, len(clip), WINDOW_SAMPLES)]
-        features = self.feature_extractor(
+        if not features:
+            mask = torch.zeros((len(windows), WINDOW_SAMPLES // HOP_LENGTH), dtype=torch.int32)
+            for row, window in zip(mask, windows):
+                row[: -(-len(window) // HOP_LENGTH)] = 1
+            return {"input_features_mask": mask}
+        extracted = self.feature_extractor(
             windows,
             sampling_rate=SAMPLING_RATE,
             padding="max_length",  # the Whisper encoder only takes full 3000-frame windows
@@ -169,7 +180,7 @@ class Qwen2AudioGraftProcessor(ProcessorMixin):
             return_attention_mask=True,
             return_tensors="pt",
         )
-        return {"input_features": features["input_features"], "input_features_mask": features["attention_mask"]}
+        return {"input_features": extracted["input_features"], "input_features_mask": extracted["attention_mask"]}
 
     @staticmethod
     def _expand(texts: list[str], token: str, counts: list[int]) -> list[str]:

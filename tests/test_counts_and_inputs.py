@@ -69,6 +69,19 @@ def test_processor_expands_to_the_pure_count(tiny, seconds):
     assert features.shape == (n_tokens, model.config.text_config.hidden_size)
 
 
+def test_mask_without_features_is_the_feature_extractors_mask(tiny):
+    _, processor = tiny
+    clips = [np.zeros(n, dtype=np.float32) + 0.1 for n in (1, 159, 160, 161, 16000, 30 * SR, 30 * SR + 1, 61 * SR + 7)]
+    text = ["<|AUDIO|>"] * len(clips)
+    full = processor(text=text, audio=clips, sampling_rate=SR)
+    mask_only = processor(text=text, audio=clips, sampling_rate=SR, audio_features=False)
+    assert "input_features" not in mask_only
+    assert mask_only["input_features_mask"].dtype == full["input_features_mask"].dtype
+    assert torch.equal(mask_only["input_features_mask"], full["input_features_mask"])
+    assert torch.equal(mask_only["input_ids"], full["input_ids"])
+    assert mask_only["input_features_mask"].sum(-1).tolist()[:4] == [1, 1, 1, 2]
+
+
 def test_a_two_second_clip_costs_a_fifteenth_of_thirty(tiny):
     _, processor = tiny
     short = processor(text="<|AUDIO|>", audio=make_clip(2), sampling_rate=SR)["input_ids"].shape[1]

@@ -212,9 +212,10 @@ class SpeechCollator:
     def __call__(self, items: list[dict]) -> dict:
         prompt = build_prompt(self.processor, self.instruction)
         tokenizer = self.processor.tokenizer
+        cached = all("encoder_states" in i for i in items)  # stored encoder outputs (train.stages.encoder_cache)
         batch = self.processor(
             text=[prompt] * len(items), audio=[i["audio"] for i in items], sampling_rate=SAMPLING_RATE,
-            padding=False, return_tensors=None,
+            padding=False, return_tensors=None, audio_features=not cached,  # no log-mel the encoder would not read
         )  # fmt: skip
         answers = tokenizer([i["text"] + "<|im_end|>" for i in items], add_special_tokens=False)["input_ids"]
         rows = [list(p) + list(a) for p, a in zip(batch["input_ids"], answers)]
@@ -234,7 +235,7 @@ class SpeechCollator:
             "mm_token_type_ids": torch.zeros_like(input_ids, dtype=torch.int32),
             "input_features_mask": torch.as_tensor(np.asarray(batch["input_features_mask"])),
         }
-        if all("encoder_states" in i for i in items):  # stored encoder outputs (train.stages.encoder_cache)
+        if cached:
             windows = [w for i in items for w in i["encoder_states"]]  # each (frames, d_model), frames vary
             out["audio_encoder_states"] = pad_sequence(windows, batch_first=True)  # (windows, longest, d_model)
         else:
