@@ -1,15 +1,19 @@
 """Stage 1's CTC objective on the tiny graft: what trains and is saved, stage 2 loading it, the encoder
-cache giving the same steps, and the head learning the toy words from their tones."""
+cache giving the same steps, and the head learning the toy words from their tones. Stage 2's auxiliary
+CTC loss: what it adds to the loss, what trains, what is saved and resumed."""
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from train import stage1_align
+from train import stage1_align, stage2_qlora
 from train.stage1_align import freeze_all_but_projector
 from train.building import toy_audio
 from train.building.tiny import build_tiny
-from train.stages.ctc import CTCHead, alignment_vocabulary, ctc_alignment, training_texts
+from train.stages.ctc import (
+    AUXILIARY_HEAD_FILE, AuxiliaryCTC, CTCHead, alignment_vocabulary, auxiliary_ctc, ctc_alignment, ctc_loss,
+    training_texts,
+)
 from train.stages.data import JoinedClips, SpeechCollator, SpeechDataset, load_rows
 from train.weights.loading import load_graft, load_projector
 
@@ -136,3 +140,52 @@ def test_ctc_alone_teaches_the_projector_which_tone_is_which_letter(tmp_path, mo
         optimizer.step()
     assert untrained < 0.6 and loss.item() < 0.1
     assert spelt() == 1.0
+
+
+def test_the_auxiliary_loss_adds_its_weight_times_the_ctc_loss_in_training_only(setup):
+    folder, manifests = setup
+    model, processor = load_graft(folder / "graft")
+    dataset = SpeechDataset(load_rows(str(manifests["train"])), max_seconds=120)
+    batch = SpeechCollator(processor)([dataset[i] for i in range(3)])
+    model.train()
+    with torch.no_grad():
+        plain = model(**batch).loss
+        answer_only = model.answer_loss(**batch).loss
+    auxiliary = auxiliary_ctc(model, processor, dataset, weight=0.5)
+    with torch.no_grad():
+        combined = model(**batch).loss
+        tokens = model.get_audio_features(batch["input_features"], batch["input_features_mask"])
+        counts = (batch["input_ids"] == model.config.audio_token_id).sum(-1).tolist()
+        expected = ctc_loss(auxiliary.head, auxiliary.head(tokens), counts, batch["labels"], auxiliary.end_token_id)
+        assert torch.isfinite(expected) and expected > 0
+        torch.testing.assert_close(combined, plain + 0.5 * expected)
+        torch.testing.assert_close(model.answer_loss(**batch).loss, answer_only)  # evaluation's loss: unchanged
+        model.eval()
+        torch.testing.assert_close(model(**batch).loss, plain)
+    assert auxiliary.take_mean_loss() == pytest.approx(expected.item()) and auxiliary.take_mean_loss() is None
+    assert {n for n, _ in model.named_parameters() if n.startswith("ctc_auxiliary.")} == {
+        "ctc_auxiliary.head.blank", "ctc_auxiliary.head.log_scale"}
+    with pytest.raises(ValueError, match=r"^ctc_weight must be positive to add a CTC loss, got 0\.0$"):
+        AuxiliaryCTC(auxiliary.head, auxiliary.end_token_id, 0.0)
+
+
+def test_stage2_with_the_auxiliary_loss_trains_its_head_saves_the_adapter_alone_and_resumes(setup, tmp_path):
+    folder, manifests = setup
+    output = tmp_path / "aux"
+    args = _common(folder, manifests, output, 2, ["--lora_r", "4", "--ctc_weight", "0.3", "--save_steps", "1",
+                                                  "--resume", "true"])  # fmt: skip
+    trainer = stage2_qlora.main(args)
+    logged = [e["train_ctc_loss"] for e in trainer.state.log_history if "train_ctc_loss" in e]
+    assert len(logged) == 2 and all(0 < loss < 100 for loss in logged)
+    head = trainer.model.ctc_auxiliary.head
+    assert head.blank.requires_grad and not torch.equal(head.blank, head.embeddings.mean(0))  # it trained
+    saved = load_file(str(output / "adapter_model.safetensors"))
+    assert saved and not any("ctc" in key for key in saved)
+    kept = load_file(str(output / "checkpoint-2" / AUXILIARY_HEAD_FILE))
+    assert set(kept) == {"blank", "log_scale"} and torch.equal(kept["blank"], head.blank.detach())
+    args[args.index("--max_steps") + 1] = "3"
+    args[args.index("--learning_rate") + 1] = "0"  # the resumed step changes nothing: the head is the kept one
+    resumed = stage2_qlora.main(args)
+    assert resumed.state.global_step == 3
+    assert torch.equal(resumed.model.ctc_auxiliary.head.blank.detach(), kept["blank"])
+    assert torch.equal(resumed.model.ctc_auxiliary.head.log_scale.detach(), kept["log_scale"])

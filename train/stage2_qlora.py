@@ -4,8 +4,10 @@ By default the LLM is in 4-bit NF4 (QLoRA, rank 64, alpha 16), as the 7B recipe 
 The projector either continues from stage 1 (`projector_path`) or starts fresh with LoRA
 (`projector_path` unset: joint training, the mini graft's recipe); `projector_learning_rate`
 gives it its own learning rate. `train_audio_markers` also trains the `<|audio_bos|>` and
-`<|audio_eos|>` embedding rows (which `train.build` starts at the mean embedding). The Whisper encoder, the vision tower and lm_head stay frozen
-and out of quantization; LoRA targets only the LLM through a regex. Saves only what trained: the
+`<|audio_eos|>` embedding rows (which `train.build` starts at the mean embedding). `ctc_weight` adds
+an auxiliary CTC loss of the audio tokens against the LLM's frozen input embeddings (`train.stages.ctc`).
+The Whisper encoder, the vision tower and lm_head stay frozen and out of quantization; LoRA targets
+only the LLM through a regex. Saves only what trained: the
 adapter with the projector (`adapter_model.safetensors`, PEFT's `modules_to_save`).
 
     python -m train.stage2_qlora --config train/configs/stage2_7b.yaml
@@ -22,6 +24,7 @@ from .weights.loading import load_graft
 from .weights.precision import apply_precision, keep_trainable_float32
 from .weights.quantize import nf4_config
 from .stages.common import run_stage
+from .stages.ctc import AuxiliaryCTCCallback, auxiliary_ctc
 
 LLM_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -38,6 +41,14 @@ class Stage2Arguments:
     train_audio_markers: bool = field(
         default=False,
         metadata={"help": "also train the <|audio_bos|> and <|audio_eos|> embedding rows (PEFT trainable_token_indices)"},
+    )
+    ctc_weight: float = field(
+        default=0.0,
+        metadata={"help": "add this times a CTC loss of the audio tokens against the LLM's frozen input embeddings "
+                  "to the training loss (train.stages.ctc.AuxiliaryCTC; 0: none)"},
+    )  # fmt: skip
+    ctc_vocabulary_rows: int = field(
+        default=20000, metadata={"help": "with ctc_weight and streamed train_data: the rows whose transcripts give the vocabulary"}
     )
     init_adapter: str | None = field(
         default=None,
@@ -77,6 +88,16 @@ def start_of(stage) -> str:
     return "fresh LoRA and projector (joint training)"
 
 
+def auxiliary_ctc_objective(processor, data_args, weight: float, vocabulary_rows: int):
+    """run_stage's `objective` for `ctc_weight` > 0: the same model, with the auxiliary CTC loss attached."""
+
+    def objective(model, train_set, eval_set, collator):
+        auxiliary = auxiliary_ctc(model, processor, train_set, weight, vocabulary_rows if data_args.streaming else None)
+        return model, [AuxiliaryCTCCallback(auxiliary)]
+
+    return objective
+
+
 def main(argv=None):
     stage, recipe, data_args, training_args = parse_config(
         (Stage2Arguments, RecipeArguments, DataArguments, TrainingArguments), argv
@@ -92,7 +113,10 @@ def main(argv=None):
     model.print_trainable_parameters()
     print(f"stage 2: LLM {'NF4' if stage.load_in_4bit else dtype}, {start_of(stage)}, "
           f"bf16 autocast {training_args.bf16}")
-    return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector")
+    objective = None
+    if stage.ctc_weight:
+        objective = auxiliary_ctc_objective(processor, data_args, stage.ctc_weight, stage.ctc_vocabulary_rows)
+    return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector", objective)
 
 
 if __name__ == "__main__":

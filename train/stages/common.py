@@ -152,7 +152,9 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str, ob
     """Data, collator and Trainer for a prepared model; train (or resume), then `finish`.
 
     `objective`, when given, is a function `(model, train_set, eval_set, collator) -> (module, callbacks)`:
-    the module is trained instead of `model` (stage 1's CTC head around the graft, `train.stages.ctc`)."""
+    the module is trained instead of `model` (stage 1's CTC head around the graft, or stage 2's graft with
+    its auxiliary CTC loss attached: `train.stages.ctc`). A callback with `resume_from(checkpoint)` gets
+    the checkpoint the run continues from."""
     train_set, eval_set = build_datasets(data_args, processor.max_audio_seconds, training_args.seed)
     if data_args.encoder_cache_dir:
         train_set = with_encoder_cache(model, processor, train_set, data_args.encoder_cache_dir, training_args)
@@ -172,6 +174,9 @@ def run_stage(model, processor, data_args, training_args, recipe, title: str, ob
     if recipe.ema_decay and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         raise ValueError("ema_decay needs the whole trained weights in each process; FSDP and DeepSpeed shard "
                          "them: set ema_decay 0")
+    for callback in callbacks:  # an objective's own state kept in checkpoints (stage 2's auxiliary CTC head)
+        if hasattr(callback, "resume_from"):
+            callback.resume_from(last)
     clock = TrainingClock()
     clock.resume_from(last)
     trainer.add_callback(clock)

@@ -15,9 +15,11 @@ and the head as `ctc_head.*` in the same file.
 """
 
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
@@ -25,6 +27,7 @@ from transformers import TrainerCallback
 from ..evaluation.metrics import compute_metrics
 
 IGNORE_INDEX = -100
+AUXILIARY_HEAD_FILE = "ctc_head.safetensors"
 
 
 def training_texts(dataset, limit: int | None = None) -> list[str]:
@@ -95,6 +98,15 @@ class CTCHead(nn.Module):
         return self.token_ids[best[best != self.blank_index]].tolist()
 
 
+def ctc_loss(head: CTCHead, logits: torch.Tensor, counts: list[int], labels: torch.Tensor, end_token_id: int):
+    """The batch's mean CTC loss (each row's divided by its target length): `logits` `(audio tokens of every
+    row, classes)`, `counts` each row's audio tokens, `labels` the collator's (answers, IGNORE_INDEX elsewhere)."""
+    targets, _ = head.targets(labels, end_token_id)
+    log_probs = nn.utils.rnn.pad_sequence(F.log_softmax(logits, -1).split(counts))  # (longest, rows, classes)
+    return F.ctc_loss(log_probs, torch.cat(targets).to(logits.device), torch.tensor(counts),
+                      torch.tensor([len(t) for t in targets]), blank=head.blank_index, zero_infinity=True)  # fmt: skip
+
+
 class CTCAlignment(nn.Module):
     """The graft's encoder and projector with a `CTCHead` on top: what stage 1 trains under CTC.
 
@@ -119,11 +131,7 @@ class CTCAlignment(nn.Module):
         """`{"loss"}`: the CTC loss of the answers (attention masks, token types and other text-side inputs
         of the collator's batch are not needed)."""
         logits, counts = self.audio_logits(input_ids, input_features, input_features_mask, audio_encoder_states)
-        targets, _ = self.ctc_head.targets(labels, self.end_token_id)
-        log_probs = nn.utils.rnn.pad_sequence(F.log_softmax(logits, -1).split(counts))  # (longest, rows, classes)
-        loss = F.ctc_loss(log_probs, torch.cat(targets), torch.tensor(counts), torch.tensor([len(t) for t in targets]),
-                          blank=self.ctc_head.blank_index, zero_infinity=True)  # fmt: skip
-        return {"loss": loss}
+        return {"loss": ctc_loss(self.ctc_head, logits, counts, labels, self.end_token_id)}
 
     def answer_loss(self, labels, num_items_in_batch=None, **inputs):
         """The loss-only evaluation's loss (`TrainedOnlyTrainer.prediction_step`): the CTC loss."""
@@ -182,3 +190,92 @@ class CTCEvaluationCallback(TrainerCallback):
             metrics.update(eval_ctc_wer=scores["wer"], eval_ctc_cer=scores["cer"])
         if state.is_world_process_zero:
             print(f"greedy CTC {json.dumps(entry)}; e.g. {hypotheses[0]!r} for {references[0]!r}", flush=True)
+
+
+class AuxiliaryCTC(nn.Module):
+    """Stage 2's auxiliary CTC loss (`ctc_weight`): in training, the graft's loss on the answer plus `weight`
+    times the CTC loss of the same step's audio tokens under a `CTCHead` that trains alongside.
+
+    It works through two forward hooks, so the graft, its PEFT wrapper, saving and evaluation are those
+    of plain stage 2: one on the projector keeps its output, one on the graft adds the CTC loss to the
+    output's loss when the graft runs in training mode with labels. Evaluation (`answer_loss`, the
+    listening check, generation) never sees it. The head's parameters train with the model's (it is a
+    submodule of the trained model); checkpoints keep them for resuming (`AuxiliaryCTCCallback`), the
+    final save does not: the adapter is what stage 2 hands on. The mean CTC loss since the last logged
+    step is logged as `train_ctc_loss`."""
+
+    def __init__(self, head: CTCHead, end_token_id: int, weight: float):
+        super().__init__()
+        if weight <= 0:
+            raise ValueError(f"ctc_weight must be positive to add a CTC loss, got {weight}")
+        self.head, self.end_token_id, self.weight = head, end_token_id, weight
+        self._projected, self._losses, self._handles = None, [], []
+
+    def attach(self, model) -> "AuxiliaryCTC":
+        """Hook into `model` (a graft, or its PEFT wrapper) and register as its submodule `ctc_auxiliary`."""
+        graft = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._lengths, self._audio_token_id = graft.model.audio_token_lengths, graft.config.audio_token_id
+        self._handles = [graft.model.audio_projector.register_forward_hook(self._keep_projected),
+                         graft.register_forward_hook(self._add_loss, with_kwargs=True)]  # fmt: skip
+        model.add_module("ctc_auxiliary", self)
+        return self
+
+    def _keep_projected(self, module, args, output):
+        self._projected = output if module.training else None  # (windows, tokens, hidden)
+
+    def _add_loss(self, module, args, kwargs, output):
+        projected, self._projected = self._projected, None
+        labels, mask = kwargs.get("labels"), kwargs.get("input_features_mask")
+        if not module.training or labels is None or projected is None or output.loss is None:
+            return output
+        lengths = self._lengths(mask)
+        tokens = torch.cat([window[:length] for window, length in zip(projected, lengths)])
+        counts = (kwargs["input_ids"] == self._audio_token_id).sum(-1).tolist()
+        loss = ctc_loss(self.head, self.head(tokens), counts, labels, self.end_token_id)
+        self._losses.append(loss.item())
+        output.loss = output.loss + self.weight * loss
+        return output
+
+    def take_mean_loss(self) -> float | None:
+        """The mean CTC loss of the steps since the last call (None when none ran), and start again."""
+        losses, self._losses = self._losses, []
+        return sum(losses) / len(losses) if losses else None
+
+
+class AuxiliaryCTCCallback(TrainerCallback):
+    """Puts `train_ctc_loss`, the auxiliary CTC loss averaged since the last log, into the log history, and
+    keeps the head's trained weights in each checkpoint (`ctc_head.safetensors`) for `resume_from`."""
+
+    def __init__(self, auxiliary: AuxiliaryCTC):
+        self.auxiliary = auxiliary
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.auxiliary.head.state_dict().items()},
+                      str(folder / AUXILIARY_HEAD_FILE))  # fmt: skip
+
+    @torch.no_grad()
+    def resume_from(self, checkpoint: str | None) -> bool:
+        """Load the head saved in `checkpoint`; False (the head starts afresh) when it holds none."""
+        path = Path(checkpoint) / AUXILIARY_HEAD_FILE if checkpoint else None
+        if path is None or not path.exists():
+            return False
+        self.auxiliary.head.load_state_dict(load_file(str(path)))
+        return True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs:
+            mean = self.auxiliary.take_mean_loss()
+            if mean is not None:
+                state.log_history.append({"step": state.global_step, "train_ctc_loss": round(mean, 4)})
+
+
+def auxiliary_ctc(model, processor, train_set, weight: float, vocabulary_rows: int | None = None) -> AuxiliaryCTC:
+    """An `AuxiliaryCTC` attached to `model`, its vocabulary the tokens of `train_set`'s transcripts."""
+    tokenizer = processor.tokenizer
+    token_ids = alignment_vocabulary(tokenizer, training_texts(train_set, vocabulary_rows))
+    head = CTCHead(model.get_input_embeddings().weight, token_ids)
+    print(f"auxiliary CTC loss, weight {weight}: {len(token_ids):,} word pieces of the LLM's vocabulary + blank")
+    return AuxiliaryCTC(head, tokenizer.convert_tokens_to_ids("<|im_end|>"), weight).attach(model)
