@@ -48,16 +48,32 @@ def assemble() -> None:
 
     recipe = json.loads((TRAINED / "recipe.json").read_text())
     wanted = {key: recipe[key] for key in RECIPE_KEYS}
+    system_prompt = recipe.get("system_prompt", True)  # pieces trained before the key was recorded had one
     built = json.loads((BASE / "config.json").read_text()) if (BASE / "config.json").exists() else {}
-    if any(built.get(key) != value for key, value in wanted.items()):
+    if any(built.get(key) != value for key, value in wanted.items()) or built_system_prompt() != system_prompt:
         compose(COMPONENTS / "qwen2.5-coder-0.5b-instruct", COMPONENTS / "whisper-base", BASE, wanted["audio_downsample"],
                 wanted["projector_type"], max_audio_seconds=120.0, dtype=torch.float32,
-                projector_norm=wanted["projector_norm"], encode_padding=wanted["encode_padding"])  # fmt: skip
+                projector_norm=wanted["projector_norm"], encode_padding=wanted["encode_padding"],
+                system_prompt=system_prompt)  # fmt: skip
     adapter = TRAINED / "stage2" if (TRAINED / "stage2" / "adapter_config.json").exists() else None
     projector = TRAINED / "stage1" if adapter is None else None
     error = merge_and_save(GRAFT, BASE, projector, adapter, max_shard_size="500MB", decoding=apply_decoding)
     print(f"merged {adapter or projector} into {BASE} and saved {GRAFT}: reloaded, its logits are within "
           f"{error:.1e} of the unmerged model's")
+
+
+def built_system_prompt(base: Path = BASE) -> bool | None:
+    """Whether the graft in `base` gives prompts Qwen2-VL's default system message (`train.build
+    --no_system_prompt` builds one that does not); None where no graft is there."""
+    from qwen2_audio_graft.processing_qwen2_audio_graft import DEFAULT_SYSTEM_PROMPT, chat_template
+
+    path = base / "chat_template.jinja"
+    if not path.exists():
+        return None
+    template = path.read_text()
+    if template not in (chat_template(), chat_template(None)):
+        raise ValueError(f"{path} is neither chat template train.build writes: rebuild {base}")
+    return DEFAULT_SYSTEM_PROMPT in template
 
 
 def apply_decoding(generation_config, trained: Path | None = None):
@@ -333,7 +349,8 @@ def keep(run: Path = Path("build/mini-train/stage2"), validation: Path = VALIDAT
     shutil.copy(run / "training.png", TRAINED / "stage2" / "training.png")
     (TRAINED / DECODING).write_text(json.dumps({"num_beams": num_beams}, indent=2) + "\n")
     config = json.loads((BASE / "config.json").read_text())
-    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "date": datetime.date.today().isoformat(),
+    recipe = {**{key: config[key] for key in RECIPE_KEYS}, "system_prompt": built_system_prompt(),
+              "date": datetime.date.today().isoformat(),
               "command": "make demo-train", "config": "train/configs/mini_stage2.yaml", "hardware": hardware(),
               "steps": state.get("global_step"),
               "training_seconds": None if None in seconds else round(sum(seconds)),

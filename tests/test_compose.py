@@ -1,5 +1,6 @@
 """`train.build` composes a graft from real-format checkpoints and keeps their weights exactly."""
 
+import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLConfig, Qwen2VLForConditionalGeneration, WhisperConfig
 from transformers import WhisperFeatureExtractor, WhisperModel
@@ -120,3 +121,36 @@ def test_projector_output_matches_the_text_embedding_scale(tmp_path):
                 graft.model.audio_projector.linear_1.weight.mul_(50)
             assert (0.5 < ratio(graft, inputs) < 2.0) == norm, (projector_type, norm, ratio(graft, inputs))
     assert tokenizer is not None
+
+
+def test_no_system_prompt_saves_a_template_without_the_default_system_message(tmp_path):
+    from transformers import AutoProcessor
+
+    from mini.demo import built_system_prompt
+    from qwen2_audio_graft.pipeline_qwen2_audio_graft import build_prompt
+    from qwen2_audio_graft.processing_qwen2_audio_graft import chat_template
+
+    _text_only_tokenizer(tmp_path / "llm")
+    config = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "llm")
+    _whisper(tmp_path / "whisper")
+    prompts = {}
+    for system_prompt in (True, False):
+        out = tmp_path / f"out-{system_prompt}"
+        compose(tmp_path / "llm", tmp_path / "whisper", out, dtype=torch.float32, system_prompt=system_prompt)
+        processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+        prompts[system_prompt] = build_prompt(processor)
+        assert built_system_prompt(out) is system_prompt
+    system = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert prompts[True] == system + prompts[False]
+    assert prompts[False] == ("<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe this audio.<|im_end|>\n"
+                              "<|im_start|>assistant\n")
+    assert built_system_prompt(tmp_path / "nothing-here") is None
+    (tmp_path / "out-False" / "chat_template.jinja").write_text("{{ messages }}")
+    unknown = r"chat_template\.jinja is neither chat template train\.build writes: rebuild "
+    with pytest.raises(ValueError, match=unknown):
+        built_system_prompt(tmp_path / "out-False")
+    syntax = r"^default_system_prompt holds template or special-token syntax: '\{\{ x \}\}'$"
+    with pytest.raises(ValueError, match=syntax):
+        chat_template("{{ x }}")

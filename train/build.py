@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from qwen2_audio_graft.configuration_qwen2_audio_graft import Qwen2AudioGraftConfig
+from qwen2_audio_graft.processing_qwen2_audio_graft import DEFAULT_SYSTEM_PROMPT, chat_template
 from qwen2_audio_graft.modeling_qwen2_audio_graft import Qwen2AudioGraftForConditionalGeneration, Qwen2AudioGraftProjector
 
 from .building.folder import AUDIO_SPECIAL_TOKENS, generation_config, make_processor, save_graft, token_ids
@@ -93,11 +94,12 @@ def add_audio_tokens(tokenizer, vocab_size: int) -> None:
 
 def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="linear", max_audio_seconds=300.0,
             vision_tower=None, dtype=torch.bfloat16, seed=0, projector_norm=True, encode_padding=True,
-            projector_gain=DEFAULT_PROJECTOR_GAIN):  # fmt: skip
+            projector_gain=DEFAULT_PROJECTOR_GAIN, system_prompt=True):  # fmt: skip
     """Graft `encoder`'s Whisper encoder onto `llm` with a new projector and save everything.
 
     `projector_gain` is the RMS the projector's outputs start at (its RMSNorm's gain): a number,
-    or None for the LLM's text-embedding RMS."""
+    or None for the LLM's text-embedding RMS. `system_prompt=False` saves a chat template that adds
+    no default system message (11 tokens fewer a prompt; training and inference both read it)."""
     torch.manual_seed(seed)
     llm_state, text_config, vision_config, tied = load_llm(llm, dtype)
     audio_state, audio_config, feature_extractor = load_encoder(encoder, dtype)
@@ -122,7 +124,8 @@ def compose(llm, encoder, output: Path, audio_downsample=1, projector_type="line
         model.tie_weights()
     init_audio_marker_rows(model, tokenizer, trained_rows)
     model.generation_config = generation_config(tokenizer)
-    processor = make_processor(tokenizer, config)
+    template = chat_template(DEFAULT_SYSTEM_PROMPT if system_prompt else None)
+    processor = make_processor(tokenizer, config, chat_template=template)
     processor.feature_extractor = feature_extractor
     save_graft(model.eval(), processor, output)
     return model, processor
@@ -192,6 +195,9 @@ def main(argv=None):
                 "end the projector with an RMSNorm at the text embeddings' scale (composed grafts)")
     _add_switch(parser, "encode_padding", True,
                 "the encoder sees whole 30 s windows (default) or, with --no_encode_padding, real audio only")
+    _add_switch(parser, "system_prompt", True,
+                "prompts without a system message get Qwen2-VL's default one (default); --no_system_prompt: none, "
+                "11 tokens fewer a prompt")
     parser.add_argument("--projector_gain", type=_gain, default=DEFAULT_PROJECTOR_GAIN,
                         help="the projector's starting output RMS, or 'embedding' for the LLM's text-embedding RMS")
     parser.add_argument("--max_audio_seconds", type=float, default=300.0)
@@ -206,7 +212,7 @@ def main(argv=None):
         compose(args.llm, args.encoder, args.output, args.audio_downsample, args.projector_type,
                 args.max_audio_seconds, args.vision_tower, getattr(torch, args.dtype),
                 projector_norm=args.projector_norm, encode_padding=args.encode_padding,
-                projector_gain=args.projector_gain)  # fmt: skip
+                projector_gain=args.projector_gain, system_prompt=args.system_prompt)  # fmt: skip
     else:
         parser.error("give --tiny, or both --llm and --encoder")
     print(f"Saved the graft to {args.output}")

@@ -43,7 +43,7 @@ def token_ids(tokenizer) -> dict:
     return ids
 
 
-def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftProcessor:
+def make_processor(tokenizer, config, image_processor=None, chat_template=None) -> Qwen2AudioGraftProcessor:
     feature_extractor = WhisperFeatureExtractor(feature_size=config.audio_config.num_mel_bins)
     if image_processor is None:
         image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
@@ -53,6 +53,7 @@ def make_processor(tokenizer, config, image_processor=None) -> Qwen2AudioGraftPr
         image_processor=image_processor,
         audio_downsample=config.audio_downsample,
         max_audio_seconds=config.max_audio_seconds,
+        chat_template=chat_template,
     )
 
 
