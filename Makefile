@@ -8,8 +8,9 @@ OUT ?= build/smoke
 
 .PHONY: install compat lock test test-latest mini-test demo demo-deps corpus-deps demo-train seed-spread recipe-ablation smoke-train bench rehearse-7b longform vllm-test vllm-mini-test clean
 DEMO_APT := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng sox fortunes fortunes-min pocketsphinx-testdata
+# wordnet-base: the sentences of `mini.make_corpus --extra_text wordnet` (off by default; tests/test_extra_text.py reads it).
 CORPUS_APT := $(DEMO_APT) festvox-rablpc16k festvox-don festlex-oald rhvoice rhvoice-english libttspico-utils ffmpeg \
-	asterisk-core-sounds-en asterisk-core-sounds-en-g722
+	asterisk-core-sounds-en asterisk-core-sounds-en-g722 wordnet-base
 
 LATEST_VENV := .venv-latest
 PIPER_VENV := .venv-piper
