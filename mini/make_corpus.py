@@ -2,9 +2,11 @@
 
     python -m mini.make_corpus --out build/corpus [--train_size N] [--digit_strings D]
         [--validation_per_voice V] [--devtest_per_voice M] [--devtest_digit_strings K] [--seed S]
+        [--extra_text wordnet]
 
-Text comes from the Debian ``fortunes`` files; speech from flite, festival (three diphone voices
-and slt's HTS voice), espeak-ng, RHVoice, SVOX pico and piper; real human speech from
+Text comes from the Debian ``fortunes`` files (``--extra_text wordnet`` adds WordNet's usage
+examples, ``mini.corpus.extra_text``, to the pool before it is split); speech from flite, festival
+(three diphone voices and slt's HTS voice), espeak-ng, RHVoice, SVOX pico and piper; real human speech from
 ``pocketsphinx-testdata`` and the Asterisk prompts (``mini.corpus.allison``). Three splits, by rule
 (``mini.corpus.manifests``): train; validation (RHVoice bdl, pico en-GB and a held-out slice of
 the Asterisk prompts), on which every choice is made; devtest (flite slt, festival slt HTS and the
@@ -12,11 +14,12 @@ pocketsphinx recordings), scored and never used to choose. No voice, recording o
 between them. ``digits.jsonl`` holds spoken digit strings read by the training voices (none of
 them a held-out transcript); ``devtest-digits.jsonl`` other digit strings read by the devtest
 voices. ``check_disjoint`` enforces all of it on the written manifests. The pieces live in
-``mini.corpus``: text, voices, allison, augment, jobs, manifests.
+``mini.corpus``: text, extra_text, voices, allison, augment, jobs, manifests.
 
 System tools needed (``make demo-deps``): flite, festival (+ festvox-kallpc16k, festvox-rablpc16k,
 festvox-don, festvox-us-slt-hts), espeak-ng, rhvoice (+ rhvoice-english), libttspico-utils, sox,
-ffmpeg, fortunes (+ fortunes-min), pocketsphinx-testdata, asterisk-core-sounds-en(-g722); piper in
+ffmpeg, fortunes (+ fortunes-min), pocketsphinx-testdata, asterisk-core-sounds-en(-g722), wordnet-base
+(``--extra_text wordnet`` only, ``make corpus-deps``); piper in
 ``.venv-piper`` (``make .venv-piper``). Python: numpy, soundfile, tqdm.
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from mini.corpus.allison import load_prompts, split_prompts
 from mini.corpus.clip import ClipJob
+from mini.corpus.extra_text import EXTRA_TEXT_SOURCES, load_extra_sentences
 from mini.corpus.jobs import ALLISON_COPIES, generate, plan_allison, plan_clean_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
 from mini.corpus.text import digit_strings, load_sentences, sentence_key, split_pools
@@ -53,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--devtest_digit_strings", type=int, default=0,
                     help="digit strings per evaluation TTS voice in devtest-digits.jsonl (default 0)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra_text", choices=sorted(EXTRA_TEXT_SOURCES), default=None,
+                    help="add a second source's sentences to the pool before it is split: wordnet, WordNet's usage "
+                         "examples (Debian wordnet-base), cleaned as the fortunes are (default: fortunes only)")
     ap.add_argument("--exclude_voices", nargs="+", default=[], metavar="BASE_VOICE",
                     help="training base voices to leave out, e.g. festival-rab_diphone festival-don_diphone (their "
                          "OALD lexicon is free for non-commercial use only; docs/mini-graft.md, the voice table)")
@@ -77,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     sentences = load_sentences()
+    extra = load_extra_sentences(args.extra_text, exclude=sentences) if args.extra_text else []
+    sentences = sentences + extra
     train_pool, validation_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction,
                                                             args.validation_fraction)
     exclude = tuple(args.exclude_voices)
@@ -107,6 +116,8 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     info = {"sentences": len(sentences), "train_pool": len(train_pool), "validation_pool": len(validation_pool),
             "devtest_pool": len(devtest_pool), "digit_strings": len(digits),
             "train_sentence_repeats": max(0, args.train_size - len(train_pool))}
+    if args.extra_text:  # the default corpus's stats stay as they were
+        info.update(extra_text=args.extra_text, extra_sentences=len(extra))
     return jobs, info
 
 

@@ -2,10 +2,12 @@
 (`make test` installs it with the corpus packages), cleaned as the fortunes are and added by
 `mini.make_corpus --extra_text wordnet` before the pool is split."""
 
+import json
 import re
 
 import pytest
 
+from mini import make_corpus
 from mini.corpus.extra_text import (
     WORDNET_FILES,
     as_sentence,
@@ -14,7 +16,7 @@ from mini.corpus.extra_text import (
     read_wordnet_examples,
     reads_as_clause,
 )
-from mini.corpus.text import clean_entry, load_sentences, sentence_key, sentence_problem
+from mini.corpus.text import clean_entry, load_sentences, sentence_key, sentence_problem, split_pools
 
 # Two synsets in WordNet's data-file layout (offset, lexfile, pos, words, pointers, "| gloss; examples").
 DATA_VERB = """  1 This software and database is being provided to you, the LICENSEE, by "AS IS"
@@ -108,3 +110,38 @@ def test_installed_wordnet_adds_twenty_thousand_new_clean_sentences():
     assert all(clean_entry(s) == [s] for s in extra)
     assert load_extra_sentences("wordnet", exclude=fortunes) == extra
 
+
+def test_extra_text_joins_the_pool_before_the_split_and_keeps_the_splits_disjoint(monkeypatch, tmp_path):
+    fortunes = [f"The {a} {b} sat on the mat." for a in "red green blue grey pink".split()
+                for b in "cat dog fox owl emu yak".split()]
+    monkeypatch.setattr(make_corpus, "load_sentences", lambda: list(fortunes))
+    monkeypatch.setattr(make_corpus, "plan_real", lambda: [])
+    monkeypatch.setattr(make_corpus, "load_prompts", lambda: [])
+    argv = ["--train_size", "6", "--digit_strings", "0", "--devtest_per_voice", "2", "--validation_per_voice", "2",
+            "--allison_copies", "0", "--devtest_fraction", "0.3", "--validation_fraction", "0.3"]
+    assert make_corpus.parse_args(argv).extra_text is None  # off by default: the fortunes alone
+    jobs, info = make_corpus.build_jobs(make_corpus.parse_args(argv))
+    assert "extra_text" not in info and info["sentences"] == len(fortunes)
+    argv = ["--train_size", "3000", "--digit_strings", "20", "--devtest_per_voice", "200",
+            "--validation_per_voice", "200", "--allison_copies", "0", "--extra_text", "wordnet"]
+    jobs, info = make_corpus.build_jobs(make_corpus.parse_args(argv))
+    extra = load_wordnet_sentences(exclude=fortunes)
+    assert info["extra_text"] == "wordnet" and info["extra_sentences"] == len(extra) == 20051  # all of WordNet's
+    assert info["sentences"] == len(fortunes) + len(extra)
+    assert info["train_pool"] + info["validation_pool"] + info["devtest_pool"] == info["sentences"]
+    extra_keys = {sentence_key(s) for s in extra}
+    for split in ("train", "validation", "devtest"):
+        assert any(sentence_key(j.text) in extra_keys for j in jobs if j.split == split)
+    # a fortunes sentence is in the same split with or without the extra text
+    for before, after in zip(split_pools(fortunes, 0), split_pools(fortunes + extra, 0)):
+        assert set(before) <= set(after)
+    for split in make_corpus.TRAINING + make_corpus.HELD_OUT:
+        records = [{"audio": j.relpath, "text": j.text, "source": j.source, "voice": j.voice, "duration": 1.0}
+                   for j in jobs if f"{j.split}.jsonl" == split]
+        (tmp_path / split).write_text("".join(json.dumps(r) + "\n" for r in records))
+    make_corpus.check_splits(tmp_path)  # the manifests' own leakage check passes
+    with (tmp_path / "train.jsonl").open("a") as fh:
+        fh.write(json.dumps({"audio": "x.wav", "text": next(j.text for j in jobs if j.split == "devtest"),
+                             "source": "tts", "voice": "flite-kal", "duration": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="^sentence crosses from devtest to train"):
+        make_corpus.check_splits(tmp_path)
