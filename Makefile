@@ -106,7 +106,7 @@ demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.make_corpus --out build/corpus --no_progress
 	$(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
 		--output build/mini-base --audio_downsample 4 --projector_type linear --max_audio_seconds 120 \
-		--dtype float32 --no_encode_padding
+		--dtype float32 --no_encode_padding --no_system_prompt
 	$(PY) -m train.stage2_qlora --config train/configs/mini_stage2.yaml --resume true $(TRAIN_OVERRIDES)
 	$(PY) -m mini.demo keep --run build/mini-train/stage2
 	$(PY) -m mini.make_corpus --out build/demo-corpus --train_size 0 --digit_strings 0 --validation_per_voice 0 \
