@@ -143,13 +143,18 @@ class _Loss:
         self.loss = loss
 
 
+def training_head(model, tokenizer, train_set, vocabulary_rows: int | None, title: str) -> tuple[CTCHead, int]:
+    """(a `CTCHead` over `model`'s input embeddings of the tokens of `train_set`'s transcripts, the id of
+    `<|im_end|>`, which closes every answer and has no class)."""
+    token_ids = alignment_vocabulary(tokenizer, training_texts(train_set, vocabulary_rows))
+    print(f"{title}: {len(token_ids):,} word pieces of the LLM's vocabulary + blank")
+    return CTCHead(model.get_input_embeddings().weight, token_ids), tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
 def ctc_alignment(graft, processor, train_set, vocabulary_rows: int | None = None) -> CTCAlignment:
     """A `CTCAlignment` over `graft` whose vocabulary is the tokens of `train_set`'s transcripts."""
-    tokenizer = processor.tokenizer
-    token_ids = alignment_vocabulary(tokenizer, training_texts(train_set, vocabulary_rows))
-    head = CTCHead(graft.get_input_embeddings().weight, token_ids)
-    print(f"CTC alignment: {len(token_ids):,} word pieces of the LLM's vocabulary + blank")
-    return CTCAlignment(graft, head, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    head, end_token_id = training_head(graft, processor.tokenizer, train_set, vocabulary_rows, "CTC alignment")
+    return CTCAlignment(graft, head, end_token_id)
 
 
 @torch.no_grad()
@@ -209,14 +214,14 @@ class AuxiliaryCTC(nn.Module):
         if weight <= 0:
             raise ValueError(f"ctc_weight must be positive to add a CTC loss, got {weight}")
         self.head, self.end_token_id, self.weight = head, end_token_id, weight
-        self._projected, self._losses, self._handles = None, [], []
+        self._projected, self._losses = None, []
 
     def attach(self, model) -> "AuxiliaryCTC":
         """Hook into `model` (a graft, or its PEFT wrapper) and register as its submodule `ctc_auxiliary`."""
         graft = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._lengths, self._audio_token_id = graft.model.audio_token_lengths, graft.config.audio_token_id
-        self._handles = [graft.model.audio_projector.register_forward_hook(self._keep_projected),
-                         graft.register_forward_hook(self._add_loss, with_kwargs=True)]  # fmt: skip
+        graft.model.audio_projector.register_forward_hook(self._keep_projected)
+        graft.register_forward_hook(self._add_loss, with_kwargs=True)
         model.add_module("ctc_auxiliary", self)
         return self
 
@@ -232,14 +237,14 @@ class AuxiliaryCTC(nn.Module):
         tokens = torch.cat([window[:length] for window, length in zip(projected, lengths)])
         counts = (kwargs["input_ids"] == self._audio_token_id).sum(-1).tolist()
         loss = ctc_loss(self.head, self.head(tokens), counts, labels, self.end_token_id)
-        self._losses.append(loss.item())
+        self._losses.append(loss.detach())  # read at logging time: no device sync each step
         output.loss = output.loss + self.weight * loss
         return output
 
     def take_mean_loss(self) -> float | None:
         """The mean CTC loss of the steps since the last call (None when none ran), and start again."""
         losses, self._losses = self._losses, []
-        return sum(losses) / len(losses) if losses else None
+        return torch.stack(losses).mean().item() if losses else None
 
 
 class AuxiliaryCTCCallback(TrainerCallback):
@@ -274,8 +279,6 @@ class AuxiliaryCTCCallback(TrainerCallback):
 
 def auxiliary_ctc(model, processor, train_set, weight: float, vocabulary_rows: int | None = None) -> AuxiliaryCTC:
     """An `AuxiliaryCTC` attached to `model`, its vocabulary the tokens of `train_set`'s transcripts."""
-    tokenizer = processor.tokenizer
-    token_ids = alignment_vocabulary(tokenizer, training_texts(train_set, vocabulary_rows))
-    head = CTCHead(model.get_input_embeddings().weight, token_ids)
-    print(f"auxiliary CTC loss, weight {weight}: {len(token_ids):,} word pieces of the LLM's vocabulary + blank")
-    return AuxiliaryCTC(head, tokenizer.convert_tokens_to_ids("<|im_end|>"), weight).attach(model)
+    head, end_token_id = training_head(model, processor.tokenizer, train_set, vocabulary_rows,
+                                       f"auxiliary CTC loss, weight {weight}")  # fmt: skip
+    return AuxiliaryCTC(head, end_token_id, weight).attach(model)
