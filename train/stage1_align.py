@@ -36,20 +36,17 @@ class Stage1Arguments:
         metadata={"help": "lm: the LLM's loss on the transcript; ctc: CTC against the LLM's frozen input "
                   "embeddings, no LLM pass (train.stages.ctc)"},
     )  # fmt: skip
-    ctc_vocabulary_rows: int = field(
-        default=20000, metadata={"help": "with ctc and streamed train_data: the rows whose transcripts give the vocabulary"}
-    )
 
 
 OBJECTIVES = ("lm", "ctc")
 
 
-def ctc_objective(processor, data_args, training_args, vocabulary_rows: int):
+def ctc_objective(processor, data_args, training_args):
     """run_stage's `objective` for `alignment_objective: ctc`: the graft inside a CTC head, and the greedy
     CTC WER of the eval set at each evaluation (the head's own weights are created in float32)."""
 
     def objective(model, train_set, eval_set, collator):
-        aligned = ctc_alignment(model, processor, train_set, vocabulary_rows if data_args.streaming else None)
+        aligned = ctc_alignment(model, processor, train_set, data_args.ctc_vocabulary_rows)
         callbacks = [] if eval_set is None else [
             CTCEvaluationCallback(collator, eval_set, training_args.per_device_eval_batch_size)]  # fmt: skip
         return aligned, callbacks
@@ -85,7 +82,7 @@ def main(argv=None):
         # under CTC the greedy CTC WER measures the audio tokens instead.
         data_args.eval_wer, data_args.listening_samples = False, 0
         training_args.activation_checkpointing = training_args.gradient_checkpointing = False  # no LLM layer runs
-        objective = ctc_objective(processor, data_args, training_args, stage.ctc_vocabulary_rows)
+        objective = ctc_objective(processor, data_args, training_args)
     return run_stage(model, processor, data_args, training_args, recipe, "stage 1: projector alignment", objective)
 
 

@@ -47,9 +47,6 @@ class Stage2Arguments:
         metadata={"help": "add this times a CTC loss of the audio tokens against the LLM's frozen input embeddings "
                   "to the training loss (train.stages.ctc.AuxiliaryCTC; 0: none)"},
     )  # fmt: skip
-    ctc_vocabulary_rows: int = field(
-        default=20000, metadata={"help": "with ctc_weight and streamed train_data: the rows whose transcripts give the vocabulary"}
-    )
     init_adapter: str | None = field(
         default=None,
         metadata={"help": "start LoRA and the projector from a saved stage-2 adapter folder (its own LoRA settings) "
@@ -88,11 +85,11 @@ def start_of(stage) -> str:
     return "fresh LoRA and projector (joint training)"
 
 
-def auxiliary_ctc_objective(processor, data_args, weight: float, vocabulary_rows: int):
+def auxiliary_ctc_objective(processor, data_args, weight: float):
     """run_stage's `objective` for `ctc_weight` > 0: the same model, with the auxiliary CTC loss attached."""
 
     def objective(model, train_set, eval_set, collator):
-        auxiliary = auxiliary_ctc(model, processor, train_set, weight, vocabulary_rows if data_args.streaming else None)
+        auxiliary = auxiliary_ctc(model, processor, train_set, weight, data_args.ctc_vocabulary_rows)
         return model, [AuxiliaryCTCCallback(auxiliary)]
 
     return objective
@@ -115,7 +112,7 @@ def main(argv=None):
           f"bf16 autocast {training_args.bf16}")
     objective = None
     if stage.ctc_weight:
-        objective = auxiliary_ctc_objective(processor, data_args, stage.ctc_weight, stage.ctc_vocabulary_rows)
+        objective = auxiliary_ctc_objective(processor, data_args, stage.ctc_weight)
     return run_stage(model, processor, data_args, training_args, recipe, "stage 2: LoRA + projector", objective)
 
 

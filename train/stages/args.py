@@ -32,6 +32,11 @@ class DataArguments:
     )
     join_max_clips: int = field(default=3, metadata={"help": "most clips in one joined training item"})
     join_max_seconds: float = field(default=30.0, metadata={"help": "longest joined training item, in seconds"})
+    ctc_vocabulary_rows: int = field(
+        default=20000,
+        metadata={"help": "CTC (stage 1's ctc objective, stage 2's ctc_weight) on streamed train_data: the rows "
+                  "whose transcripts give the head's vocabulary (a map-style set gives all of its rows)"},
+    )  # fmt: skip
     encoder_cache_dir: str | None = field(
         default=None,
         metadata={"help": "encode the training set with the frozen encoder once and keep the outputs here"},
