@@ -101,9 +101,11 @@ demo: $(VENV)/.installed demo-deps
 # dev-test as make demo does.
 # On a GPU: make demo-train TRAIN_OVERRIDES="--use_cpu false --per_device_train_batch_size 32 --dataloader_num_workers 8"
 TRAIN_OVERRIDES ?=
+# More training sentences in place of the corpus's repeats (docs/mini-graft.md): CORPUS_OPTIONS="--extra_text wordnet"
+CORPUS_OPTIONS ?=
 demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.fetch_components --out build/components
-	$(PY) -m mini.make_corpus --out build/corpus --no_progress
+	$(PY) -m mini.make_corpus --out build/corpus --no_progress $(CORPUS_OPTIONS)
 	$(PY) -m train.build --llm build/components/qwen2.5-coder-0.5b-instruct --encoder build/components/whisper-base \
 		--output build/mini-base --audio_downsample 4 --projector_type linear --max_audio_seconds 120 \
 		--dtype float32 --no_encode_padding --no_system_prompt

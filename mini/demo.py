@@ -405,13 +405,14 @@ def rounded(table: dict) -> dict:
 
 
 def corpus_time(corpus: Path = CORPUS) -> dict | None:
-    """The corpus's making as `mini.make_corpus` recorded it (its last run's seconds, and how many clips that
-    run found already made), or None where `corpus` has no stats.json."""
+    """The corpus's making as `mini.make_corpus` recorded it (its last run's seconds, how many clips that run
+    found already made, and its extra text source or None), or None where `corpus` has no stats.json."""
     stats = corpus / "stats.json"
     if not stats.exists():
         return None
     info = json.loads(stats.read_text())
-    return {"generation_seconds": info.get("generation_seconds"), "reused_clips": info.get("reused_clips")}
+    return {"generation_seconds": info.get("generation_seconds"), "reused_clips": info.get("reused_clips"),
+            "extra_text": info.get("extra_text")}
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")

@@ -5,7 +5,7 @@
         [--extra_text wordnet]
 
 Text comes from the Debian ``fortunes`` files (``--extra_text wordnet`` adds WordNet's usage
-examples, ``mini.corpus.extra_text``, to the pool before it is split); speech from flite, festival
+examples, ``mini.corpus.extra_text``, to the training pool only, after the fortunes); speech from flite, festival
 (three diphone voices and slt's HTS voice), espeak-ng, RHVoice, SVOX pico and piper; real human speech from
 ``pocketsphinx-testdata`` and the Asterisk prompts (``mini.corpus.allison``). Three splits, by rule
 (``mini.corpus.manifests``): train; validation (RHVoice bdl, pico en-GB and a held-out slice of
@@ -58,8 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="digit strings per evaluation TTS voice in devtest-digits.jsonl (default 0)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--extra_text", choices=sorted(EXTRA_TEXT_SOURCES), default=None,
-                    help="add a second source's sentences to the pool before it is split: wordnet, WordNet's usage "
-                         "examples (Debian wordnet-base), cleaned as the fortunes are (default: fortunes only)")
+                    help="add a second source's sentences to the training pool, after the fortunes (held-out clips "
+                         "unchanged): wordnet, WordNet's usage examples (Debian wordnet-base), cleaned as the "
+                         "fortunes are (default: fortunes only)")
     ap.add_argument("--exclude_voices", nargs="+", default=[], metavar="BASE_VOICE",
                     help="training base voices to leave out, e.g. festival-rab_diphone festival-don_diphone (their "
                          "OALD lexicon is free for non-commercial use only; docs/mini-graft.md, the voice table)")
@@ -84,26 +85,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
     sentences = load_sentences()
-    extra = load_extra_sentences(args.extra_text, exclude=sentences) if args.extra_text else []
-    sentences = sentences + extra
     train_pool, validation_pool, devtest_pool = split_pools(sentences, args.seed, args.devtest_fraction,
                                                             args.validation_fraction)
     exclude = tuple(args.exclude_voices)
-    jobs = plan_train(train_pool, args.train_size, args.seed, args.train_codec, exclude=exclude)
     devtest = plan_clean_tts(devtest_pool, args.devtest_per_voice) + plan_real()
     validation = []
     if args.validation_per_voice > 0:
         validation = plan_clean_tts(validation_pool, args.validation_per_voice, VALIDATION_TTS_VOICES, "validation")
+    allison_train = []
     if args.allison_copies > 0 or validation:
         allison_train, allison_validation = split_prompts(load_prompts(), args.seed)
         if not validation:  # no validation split: every prompt trains
             allison_train, allison_validation = allison_train + allison_validation, []
         validation += plan_allison(allison_validation, "validation", args.seed)
-        # A prompt that says what a held-out clip says ("Thank you.") stays out of training.
-        held_out = {sentence_key(j.text) for j in devtest + validation}
-        allison_train = [(path, text) for path, text in allison_train if sentence_key(text) not in held_out]
-        jobs += plan_allison(allison_train, "train", args.seed, args.allison_copies, args.train_codec)
+    # A sentence that a held-out clip says ("Thank you.") never trains.
     held_out_keys = {sentence_key(j.text) for j in devtest + validation}
+    allison_train = [(path, text) for path, text in allison_train if sentence_key(text) not in held_out_keys]
+    extra = []
+    if args.extra_text:
+        # Extra text only extends the training pool, after the fortunes: it replaces the repeats that a
+        # train_size above the fortunes' pool would read, and the held-out clips stay the default corpus's.
+        # The extra sentences that the seeded split would hold out are dropped, not moved into training.
+        extra = split_pools(load_extra_sentences(args.extra_text, exclude=sentences), args.seed,
+                            args.devtest_fraction, args.validation_fraction)[0]
+        extra = [s for s in extra if sentence_key(s) not in held_out_keys]
+    jobs = plan_train(train_pool + extra, args.train_size, args.seed, args.train_codec, exclude=exclude)
+    if args.allison_copies > 0:
+        jobs += plan_allison(allison_train, "train", args.seed, args.allison_copies, args.train_codec)
     digits = digit_strings(args.digit_strings, args.seed, held_out_keys)
     if digits:
         jobs += plan_train(digits, len(digits), args.seed, args.train_codec, split="digits", exclude=exclude)
@@ -113,9 +121,10 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[ClipJob], dict]:
                                  held_out_keys | {sentence_key(t) for t in digits})
         devtest += plan_clean_tts(held_out, args.devtest_digit_strings, split="devtest-digits")
     jobs += validation + devtest
-    info = {"sentences": len(sentences), "train_pool": len(train_pool), "validation_pool": len(validation_pool),
+    pool = len(train_pool) + len(extra)
+    info = {"sentences": len(sentences), "train_pool": pool, "validation_pool": len(validation_pool),
             "devtest_pool": len(devtest_pool), "digit_strings": len(digits),
-            "train_sentence_repeats": max(0, args.train_size - len(train_pool))}
+            "train_sentence_repeats": max(0, args.train_size - pool)}
     if args.extra_text:  # the default corpus's stats stay as they were
         info.update(extra_text=args.extra_text, extra_sentences=len(extra))
     return jobs, info

@@ -126,7 +126,11 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     (corpus / "stats.json").write_text(json.dumps({"generation_seconds": 1290.5, "reused_clips": 7, "train": {}}))
     recipe = demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1, corpus=corpus)
     assert (recipe["training_seconds"], recipe["training_parts"]) == (1835, 3)
-    assert recipe["corpus"] == {"generation_seconds": 1290.5, "reused_clips": 7}
+    assert recipe["corpus"] == {"generation_seconds": 1290.5, "reused_clips": 7, "extra_text": None}
+    (corpus / "stats.json").write_text(json.dumps({"generation_seconds": 1290.5, "reused_clips": 7,
+                                                   "extra_text": "wordnet", "extra_sentences": 17058}))
+    recipe = demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1, corpus=corpus)
+    assert recipe["corpus"] == {"generation_seconds": 1290.5, "reused_clips": 7, "extra_text": "wordnet"}
     (stage1 / "training_clock.json").unlink()  # a run whose seconds are unknown leaves the sum unknown
     (stage1 / "train_results.json").write_text(json.dumps({}))
     assert demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1)["training_seconds"] is None

@@ -1,6 +1,6 @@
 """The second corpus text source (mini.corpus.extra_text): WordNet's usage examples from Debian's wordnet-base
 (`make test` installs it with the corpus packages), cleaned as the fortunes are and added by
-`mini.make_corpus --extra_text wordnet` before the pool is split."""
+`mini.make_corpus --extra_text wordnet` in the training pool."""
 
 import json
 import re
@@ -111,7 +111,7 @@ def test_installed_wordnet_adds_twenty_thousand_new_clean_sentences():
     assert load_extra_sentences("wordnet", exclude=fortunes) == extra
 
 
-def test_extra_text_joins_the_pool_before_the_split_and_keeps_the_splits_disjoint(monkeypatch, tmp_path):
+def test_extra_text_extends_the_training_pool_alone_and_keeps_the_held_out_clips(monkeypatch, tmp_path):
     fortunes = [f"The {a} {b} sat on the mat." for a in "red green blue grey pink".split()
                 for b in "cat dog fox owl emu yak".split()]
     monkeypatch.setattr(make_corpus, "load_sentences", lambda: list(fortunes))
@@ -122,19 +122,25 @@ def test_extra_text_joins_the_pool_before_the_split_and_keeps_the_splits_disjoin
     assert make_corpus.parse_args(argv).extra_text is None  # off by default: the fortunes alone
     jobs, info = make_corpus.build_jobs(make_corpus.parse_args(argv))
     assert "extra_text" not in info and info["sentences"] == len(fortunes)
-    argv = ["--train_size", "3000", "--digit_strings", "20", "--devtest_per_voice", "200",
-            "--validation_per_voice", "200", "--allison_copies", "0", "--extra_text", "wordnet"]
-    jobs, info = make_corpus.build_jobs(make_corpus.parse_args(argv))
+    argv = ["--train_size", "3000", "--digit_strings", "20", "--devtest_per_voice", "2", "--validation_per_voice", "2",
+            "--allison_copies", "0", "--devtest_fraction", "0.3", "--validation_fraction", "0.3"]
+    plain, plain_info = make_corpus.build_jobs(make_corpus.parse_args(argv))
+    jobs, info = make_corpus.build_jobs(make_corpus.parse_args(argv + ["--extra_text", "wordnet"]))
     extra = load_wordnet_sentences(exclude=fortunes)
-    assert info["extra_text"] == "wordnet" and info["extra_sentences"] == len(extra) == 20051  # all of WordNet's
-    assert info["sentences"] == len(fortunes) + len(extra)
-    assert info["train_pool"] + info["validation_pool"] + info["devtest_pool"] == info["sentences"]
-    extra_keys = {sentence_key(s) for s in extra}
-    for split in ("train", "validation", "devtest"):
-        assert any(sentence_key(j.text) in extra_keys for j in jobs if j.split == split)
-    # a fortunes sentence is in the same split with or without the extra text
-    for before, after in zip(split_pools(fortunes, 0), split_pools(fortunes + extra, 0)):
-        assert set(before) <= set(after)
+    assert len(extra) == 20051  # all of WordNet's: none of these fortunes matches one
+    train_extra = split_pools(extra, 0, 0.3, 0.3)[0]
+    assert info["extra_text"] == "wordnet" and info["extra_sentences"] == len(train_extra) == 8008
+    assert (info["sentences"], info["validation_pool"], info["devtest_pool"]) == (
+        plain_info["sentences"], plain_info["validation_pool"], plain_info["devtest_pool"])
+    assert info["train_pool"] == plain_info["train_pool"] + len(train_extra)
+    assert (plain_info["train_sentence_repeats"], info["train_sentence_repeats"]) == (3000 - plain_info["train_pool"], 0)
+    # the held-out clips are the same with or without the extra text; training reads the fortunes, then the extra
+    assert [j for j in jobs if j.split not in ("train", "digits")] == [j for j in plain if j.split not in ("train", "digits")]
+    train, plain_train = [j for j in jobs if j.split == "train"], [j for j in plain if j.split == "train"]
+    fortune_count = plain_info["train_pool"]
+    assert train[:fortune_count] == plain_train[:fortune_count]
+    assert [j.text for j in train[fortune_count:]] == train_extra[:3000 - fortune_count]
+    assert len({j.text for j in train}) == 3000 > len({j.text for j in plain_train}) == fortune_count
     for split in make_corpus.TRAINING + make_corpus.HELD_OUT:
         records = [{"audio": j.relpath, "text": j.text, "source": j.source, "voice": j.voice, "duration": 1.0}
                    for j in jobs if f"{j.split}.jsonl" == split]

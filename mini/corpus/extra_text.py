@@ -4,7 +4,8 @@ WordNet 3.0 glosses end in quoted examples of everyday use ("she sighed sadly").
 keeps those that read as a clause, writes each as a sentence (capital first, final period), passes it
 through the fortunes' own cleaning (``mini.corpus.text.clean_entry``) and drops any whose
 ``sentence_key`` is already taken (the fortunes sentences, or an earlier example). ``mini.make_corpus
---extra_text wordnet`` adds them to the pool before ``split_pools``, so the splits stay disjoint.
+--extra_text wordnet`` adds those that ``split_pools`` puts in training to the training pool, after the
+fortunes; held-out clips stay as they are without it.
 License: WordNet 3.0's (use, copy, modify and distribute for any purpose with its notice kept;
 /usr/share/doc/wordnet-base/copyright).
 """
