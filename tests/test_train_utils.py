@@ -15,6 +15,7 @@ from train.stages.args import DataArguments, RecipeArguments, parse_config
 from train.card import build_model_card
 from train.card import main as card_main
 from train.evaluation.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
+from train.stages import plots
 from train.stages.plots import plot_training
 from train.push import FakeHfApi, check_upload, files_to_upload, push
 from train.push import main as push_main
@@ -320,3 +321,33 @@ def test_only_whispers_own_argument_notice_is_dropped(caplog):
         logger.warning(head + "{'suppress_tokens', 'begin_suppress_tokens'}" + tail)
         logger.warning(head + "{'num_beams'}" + tail)
     assert [record.getMessage() for record in caplog.records] == [head + "{'num_beams'}" + tail]
+
+
+def test_plots_compare_draws_each_runs_listening_check_and_wer_from_trainer_state_or_recipe(tmp_path, capsys):
+    fresh = [{"loss": 3.0, "step": 10}, {"eval_loss_own_audio": 4.1, "eval_loss_zeroed_audio": 4.3, "eval_wer": 1.0,
+                                          "step": 100}, {"eval_loss_own_audio": 1.1, "eval_loss_zeroed_audio": 4.5,
+                                                         "eval_wer": 0.36, "step": 400}]
+    kept = [{"step": 550, "eval_loss_own_audio": 0.9, "eval_loss_zeroed_audio": 4.9, "eval_wer": 0.2}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": fresh}))
+    (tmp_path / "recipe.json").write_text(json.dumps({"steps": 550, "evaluations": kept}))
+    assert plots.comparison_series([("fresh", plots.read_history(tmp_path / "trainer_state.json")),
+                                    ("kept", plots.read_history(tmp_path / "recipe.json"))]) == {
+        "fresh": {"own": ([100, 400], [4.1, 1.1]), "zeroed": ([100, 400], [4.3, 4.5]), "wer": ([100, 400], [1.0, 0.36])},
+        "kept": {"own": ([550], [0.9]), "zeroed": ([550], [4.9]), "wer": ([550], [0.2])}}
+    out = tmp_path / "cmp" / "runs.png"
+    plots.main([str(out), "--compare", f"fresh={tmp_path / 'trainer_state.json'}", f"kept={tmp_path / 'recipe.json'}"])
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="^expected distinct run labels, got 'a' twice$"):
+        plots.comparison_series([("a", fresh), ("a", fresh)])
+    with pytest.raises(ValueError, match=r"^expected evaluations with 'eval_wer' in run 'b', got none among 1 entries$"):
+        plots.comparison_series([("b", fresh[:1])])
+    (tmp_path / "other.json").write_text(json.dumps({"steps": 3}))
+    with pytest.raises(ValueError, match=r"^expected a trainer_state.json \('log_history'\) or a recipe.json"):
+        plots.read_history(tmp_path / "other.json")
+    with pytest.raises(SystemExit):
+        plots.main([str(out), "--compare", "no-label"])
+    assert "expected LABEL=PATH, got 'no-label'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plots.main([str(out)])
+    assert "expected TRAINER_STATE OUT_PNG, got 1 paths" in capsys.readouterr().err

@@ -8,6 +8,12 @@ Left panel: the training loss, and at each evaluation the held-out loss with eac
 audio beside the loss with the audio zeroed and shuffled (`train.evaluation.listening`): a graft that
 listens opens a gap between them. Right panel: WER and CER on the evaluation set (`eval_data`) at each
 evaluation.
+
+Several runs side by side (each a trainer_state.json, or a recipe.json that `mini.demo keep` wrote):
+
+    .venv/bin/python -m train.stages.plots runs/screens.png --compare fresh=runs/a/trainer_state.json ctc=runs/b/trainer_state.json
+
+Left: each run's own-audio and zeroed-audio evaluation losses; right: each run's WER, per step.
 """
 
 import argparse
@@ -74,14 +80,79 @@ def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> P
     return out_png
 
 
+def read_history(path: str | Path) -> list[dict]:
+    """The logged entries of a trainer_state.json (`log_history`) or of a kept run's recipe.json
+    (`evaluations`, the same keys per step)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    for key in ("log_history", "evaluations"):
+        if isinstance(data, dict) and isinstance(data.get(key), list):
+            return data[key]
+    raise ValueError(f"expected a trainer_state.json ('log_history') or a recipe.json ('evaluations'), got {path}")
+
+
+def comparison_series(runs: list[tuple[str, list[dict]]]) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """Per run label, the (steps, values) of its own-audio and zeroed-audio evaluation losses and its WER."""
+    series = {}
+    for label, log_history in runs:
+        if label in series:
+            raise ValueError(f"expected distinct run labels, got {label!r} twice")
+        series[label] = {name: _series(log_history, key) for name, key in (
+            ("own", "eval_loss_own_audio"), ("zeroed", "eval_loss_zeroed_audio"), ("wer", "eval_wer"))}
+        if not series[label]["wer"][1]:
+            raise ValueError(f"expected evaluations with 'eval_wer' in run {label!r}, got none among "
+                             f"{len(log_history)} entries")
+    return series
+
+
+def plot_comparison(runs: list[tuple[str, list[dict]]], out_png: str | Path, title: str) -> Path:
+    """Write a PNG of several runs' listening checks (own audio solid, zeroed dashed) and WER per step."""
+    series = comparison_series(runs)
+    figure, (loss_axis, rate_axis) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
+    for index, (label, curves) in enumerate(series.items()):
+        color = f"C{index}"
+        loss_axis.plot(*curves["own"], color=color, marker="o", label=f"{label}, own audio")
+        loss_axis.plot(*curves["zeroed"], color=color, marker="x", linestyle="--", alpha=0.6,
+                       label=f"{label}, audio zeroed")
+        steps, values = curves["wer"]
+        rate_axis.plot(steps, [100 * v for v in values], color=color, marker="s", label=label)
+    loss_axis.set(xlabel="step", ylabel="loss (nats per answer token)", title="listening check")
+    rate_axis.set_ylim(bottom=0)
+    rate_axis.set(xlabel="step", ylabel="WER %", title="WER on the evaluation set")
+    for axis in (loss_axis, rate_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png)
+    plt.close(figure)
+    return out_png
+
+
+def _run_spec(spec: str) -> tuple[str, Path]:
+    label, sep, path = spec.partition("=")
+    if not (sep and label and path):
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {spec!r}")
+    return label, Path(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("trainer_state", type=Path, help="trainer_state.json written by Trainer")
-    parser.add_argument("out_png", type=Path)
-    parser.add_argument("--title", default="training")
+    parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                        help="TRAINER_STATE OUT_PNG; with --compare, OUT_PNG alone")
+    parser.add_argument("--compare", type=_run_spec, nargs="+", metavar="LABEL=PATH",
+                        help="runs to draw side by side: a trainer_state.json or a recipe.json each")
+    parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
-    log_history = json.loads(args.trainer_state.read_text(encoding="utf-8"))["log_history"]
-    print(f"wrote {plot_training(log_history, args.out_png, args.title)}")
+    if len(args.paths) != (1 if args.compare else 2):
+        parser.error(f"expected {'OUT_PNG' if args.compare else 'TRAINER_STATE OUT_PNG'}, got {len(args.paths)} paths")
+    if args.compare:
+        runs = [(label, read_history(path)) for label, path in args.compare]
+        print(f"wrote {plot_comparison(runs, args.paths[0], args.title or 'runs compared')}")
+        return
+    log_history = read_history(args.paths[0])
+    print(f"wrote {plot_training(log_history, args.paths[1], args.title or 'training')}")
 
 
 if __name__ == "__main__":
