@@ -405,14 +405,15 @@ def rounded(table: dict) -> dict:
 
 
 def corpus_time(corpus: Path = CORPUS) -> dict | None:
-    """The corpus's making as `mini.make_corpus` recorded it (its last run's seconds, how many clips that run
-    found already made, and its extra text source or None), or None where `corpus` has no stats.json."""
+    """The corpus's making as `mini.make_corpus` recorded it: the seconds summed over every run of its settings
+    (`mini.corpus.clock`) and how many runs, the clips its last run found already made, and its extra text
+    source or None; None where `corpus` has no stats.json."""
     stats = corpus / "stats.json"
     if not stats.exists():
         return None
     info = json.loads(stats.read_text())
-    return {"generation_seconds": info.get("generation_seconds"), "reused_clips": info.get("reused_clips"),
-            "extra_text": info.get("extra_text")}
+    return {"seconds": info.get("making_seconds"), "runs": info.get("making_runs"),
+            "reused_clips": info.get("reused_clips"), "extra_text": info.get("extra_text")}
 
 
 CHECK_KEYS = ("eval_loss_own_audio", "eval_loss_zeroed_audio", "eval_loss_shuffled_audio", "eval_wer", "eval_cer")

@@ -14,7 +14,8 @@ pocketsphinx recordings), scored and never used to choose. No voice, recording o
 between them. ``digits.jsonl`` holds spoken digit strings read by the training voices (none of
 them a held-out transcript); ``devtest-digits.jsonl`` other digit strings read by the devtest
 voices. ``check_disjoint`` enforces all of it on the written manifests. The pieces live in
-``mini.corpus``: text, extra_text, voices, allison, augment, jobs, manifests.
+``mini.corpus``: text, extra_text, voices, allison, augment, jobs, manifests, clock (the seconds spent
+making the corpus, summed over the runs that worked on it: ``making.json``).
 
 System tools needed (``make demo-deps``): flite, festival (+ festvox-kallpc16k, festvox-rablpc16k,
 festvox-don, festvox-us-slt-hts), espeak-ng, rhvoice (+ rhvoice-english), libttspico-utils, sox,
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from mini.corpus.allison import load_prompts, split_prompts
 from mini.corpus.clip import ClipJob
+from mini.corpus.clock import MakingClock, plan_fingerprint
 from mini.corpus.extra_text import EXTRA_TEXT_SOURCES, load_extra_sentences
 from mini.corpus.jobs import ALLISON_COPIES, generate, plan_allison, plan_clean_tts, plan_real, plan_train
 from mini.corpus.manifests import check_disjoint, stale_files, summary_table, write_outputs
@@ -143,18 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.time()
     jobs, info = build_jobs(args)
-    probe_voices(sorted({j.voice for j in jobs if j.source == "tts"}))
     args.out.mkdir(parents=True, exist_ok=True)
-    result = generate(jobs, args.out, args.workers, progress=not args.no_progress)
-    info.update(seed=args.seed, reused_clips=result.reused,
-                generation_seconds=round(time.time() - start, 1))
+    with MakingClock(args.out, plan_fingerprint(j.relpath for j in jobs)) as clock:
+        probe_voices(sorted({j.voice for j in jobs if j.source == "tts"}))
+        result = generate(jobs, args.out, args.workers, progress=not args.no_progress)
+    info.update(seed=args.seed, reused_clips=result.reused, generation_seconds=round(time.time() - start, 1),
+                plan=clock.plan, making_seconds=round(clock.seconds(), 1), making_runs=clock.runs)
     stale = stale_files(args.out, result.records, args.prune)
     stats = write_outputs(args.out, result, info)
     check_splits(args.out)
     print(summary_table(stats))
     print(f"sentences: {info['sentences']} (train pool {info['train_pool']}, validation pool "
           f"{info['validation_pool']}, devtest pool {info['devtest_pool']}); reused {result.reused} clips; "
-          f"{info['generation_seconds']} s; manifests in {args.out}")
+          f"{info['generation_seconds']} s ({info['making_seconds']} s over {info['making_runs']} run(s) of these "
+          f"settings); manifests in {args.out}")
     if stale:
         print(f"{stale} clip files not in the manifests (other settings) "
               f"{'deleted' if args.prune else 'kept; --prune deletes them'}")

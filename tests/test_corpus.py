@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import soundfile as sf
 
 from mini.corpus.augment import augment
 from mini.corpus.clip import ClipJob
+from mini.corpus.clock import MAKING_FILE, MakingClock, plan_fingerprint
 from mini.corpus.jobs import generate, parse_sphinx_transcription, plan_train
 from mini.corpus.manifests import check_disjoint, read_manifest, write_manifest, write_outputs
 from mini.corpus.text import (
@@ -369,3 +371,46 @@ def test_every_corpus_voice_speaks_and_no_two_sound_alike():
     labels += [label for label in ALL_TTS_VOICES if not label.startswith(("espeak-", *TRAIN_BASE_VOICES))]
     probe_voices(labels)
     assert {ALL_TTS_VOICES[label].engine for label in labels} == {"flite", "festival", "espeak", "rhvoice", "pico", "piper"}
+
+
+def test_making_clock_sums_the_runs_of_one_plan_and_writes_while_a_run_works(tmp_path):
+    with MakingClock(tmp_path, "plan-a", every=0.01) as clock:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # a run ended here would have left this record
+            saved = json.loads((tmp_path / MAKING_FILE).read_text())
+            if saved["seconds"] > 0:
+                break
+            time.sleep(0.01)
+        assert (saved["plan"], saved["runs"]) == ("plan-a", 1) and saved["seconds"] > 0
+    first = json.loads((tmp_path / MAKING_FILE).read_text())
+    assert first == {"plan": "plan-a", "seconds": round(clock.seconds(), 1), "runs": 1}
+    (tmp_path / MAKING_FILE).write_text(json.dumps({"plan": "plan-a", "seconds": 1838.7, "runs": 1}))
+    with MakingClock(tmp_path, "plan-a") as clock:  # continued: the same settings
+        pass
+    assert clock.runs == 2 and 1838.7 <= clock.seconds() < 1848.7
+    assert json.loads((tmp_path / MAKING_FILE).read_text())["runs"] == 2
+    with MakingClock(tmp_path, "plan-b") as clock:  # other settings: a new sum
+        pass
+    assert clock.runs == 1 and clock.seconds() < 10
+    assert plan_fingerprint(["b.wav", "a.wav"]) == plan_fingerprint(["a.wav", "b.wav"]) != plan_fingerprint(["a.wav"])
+
+
+def test_make_corpus_records_the_seconds_of_every_run_of_its_settings(tmp_path, monkeypatch, capsys):
+    from mini import make_corpus
+
+    plans = {"two": [ClipJob("train", 0, "flite-kal", "Go home now."), ClipJob("devtest", 0, "flite-slt", "Stay here.")]}
+    plans["one"] = plans["two"][:1]
+    monkeypatch.setattr(make_corpus, "build_jobs", lambda args: (plans[args.plan_name], {"sentences": 2, "train_pool": 1, "validation_pool": 0, "devtest_pool": 1}))
+    runs = []
+    for name in ("two", "two", "one"):
+        args = make_corpus.parse_args(["--out", str(tmp_path), "--no_progress"])
+        args.plan_name = name
+        monkeypatch.setattr(make_corpus, "parse_args", lambda argv, args=args: args)
+        assert make_corpus.main([]) == 0
+        stats = json.loads((tmp_path / "stats.json").read_text())
+        runs.append((stats["making_runs"], stats["reused_clips"], stats["making_seconds"], stats["generation_seconds"]))
+        assert stats["plan"] == plan_fingerprint(j.relpath for j in plans[name])
+        assert f"({stats['making_seconds']} s over {stats['making_runs']} run(s) of these settings)" in capsys.readouterr().out
+    assert [(r, reused) for r, reused, *_ in runs] == [(1, 0), (2, 2), (1, 1)]
+    assert runs[1][2] >= runs[0][2] + runs[1][3] - 0.2  # the second run adds its own seconds to the first's
+    assert runs[2][2] <= runs[2][3] + 0.1  # other settings count their own run alone

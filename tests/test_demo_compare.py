@@ -93,7 +93,7 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     base, trained, run = _keep_folders(tmp_path, monkeypatch)
     (trained / "stage1").mkdir(parents=True)  # pieces of an older recipe are replaced, not kept beside
     _stub_scoring(monkeypatch, {"end": 0.30, "ema": 0.25}, beams=0.20)
-    recipe = demo.keep(run, tmp_path / "validation.jsonl")
+    recipe = demo.keep(run, tmp_path / "validation.jsonl", corpus=tmp_path / "corpus")  # none made yet
     saved = load_file(str(trained / "stage2" / "adapter_model.safetensors"))["w"]
     assert saved.dtype == torch.bfloat16 and saved.tolist() == [2.0, 2.0]  # the EMA: the lower validation WER
     assert json.loads((trained / "stage2" / "adapter_config.json").read_text())["from"] == "ema"
@@ -113,7 +113,7 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     assert set(recipe["hardware"]) == {"cpu", "cores", "cpu_bf16", "cpu_flags", "torch", "transformers"}
 
     _stub_scoring(monkeypatch, {"end": 0.25, "ema": 0.25}, beams=0.26)  # a tie keeps the end; greedy beats beams
-    recipe = demo.keep(run, tmp_path / "validation.jsonl")
+    recipe = demo.keep(run, tmp_path / "validation.jsonl", corpus=tmp_path / "corpus")
     assert (recipe["kept"], recipe["num_beams"]) == ("end", 1)
     assert json.loads((trained / "generation_config.json").read_text()) == {"num_beams": 1}
 
@@ -123,14 +123,15 @@ def test_keep_chooses_on_validation_and_copies_the_choice_in_bf16(tmp_path, monk
     (stage1 / "training_clock.json").write_text(json.dumps({"seconds": 600.2, "step": 1500, "parts": 2}))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "stats.json").write_text(json.dumps({"generation_seconds": 1290.5, "reused_clips": 7, "train": {}}))
+    (corpus / "stats.json").write_text(json.dumps({"generation_seconds": 61.2, "making_seconds": 1290.5, "making_runs": 2,
+                                                   "reused_clips": 7, "train": {}}))
     recipe = demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1, corpus=corpus)
     assert (recipe["training_seconds"], recipe["training_parts"]) == (1835, 3)
-    assert recipe["corpus"] == {"generation_seconds": 1290.5, "reused_clips": 7, "extra_text": None}
-    (corpus / "stats.json").write_text(json.dumps({"generation_seconds": 1290.5, "reused_clips": 7,
+    assert recipe["corpus"] == {"seconds": 1290.5, "runs": 2, "reused_clips": 7, "extra_text": None}
+    (corpus / "stats.json").write_text(json.dumps({"making_seconds": 1838.7, "making_runs": 1, "reused_clips": 0,
                                                    "extra_text": "wordnet", "extra_sentences": 17058}))
     recipe = demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1, corpus=corpus)
-    assert recipe["corpus"] == {"generation_seconds": 1290.5, "reused_clips": 7, "extra_text": "wordnet"}
+    assert recipe["corpus"] == {"seconds": 1838.7, "runs": 1, "reused_clips": 0, "extra_text": "wordnet"}
     (stage1 / "training_clock.json").unlink()  # a run whose seconds are unknown leaves the sum unknown
     (stage1 / "train_results.json").write_text(json.dumps({}))
     assert demo.keep(run, tmp_path / "validation.jsonl", stage1=stage1)["training_seconds"] is None
