@@ -101,7 +101,7 @@ demo: $(VENV)/.installed demo-deps
 # dev-test as make demo does.
 # On a GPU: make demo-train TRAIN_OVERRIDES="--use_cpu false --per_device_train_batch_size 32 --dataloader_num_workers 8"
 TRAIN_OVERRIDES ?=
-# More training sentences in place of the corpus's repeats (docs/mini-graft.md): CORPUS_OPTIONS="--extra_text wordnet"
+# Corpus options, e.g. CORPUS_OPTIONS="--extra_text wordnet" (more sentences in place of the repeats: not adopted, bench/RESULTS.md)
 CORPUS_OPTIONS ?=
 demo-train: $(VENV)/.installed demo-deps corpus-deps
 	$(PY) -m mini.fetch_components --out build/components
