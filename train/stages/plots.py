@@ -45,6 +45,16 @@ def _series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [step for step, _ in points], [value for _, value in points]
 
 
+def _save(figure, title: str, out_png: str | Path) -> Path:
+    figure.suptitle(title)
+    figure.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png)
+    plt.close(figure)
+    return out_png
+
+
 def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> Path:
     """Write a PNG of the losses (with the listening check) and, when logged, the WER per step."""
     losses = [(label, style, *_series(log_history, key)) for key, label, style in LOSS_SERIES]
@@ -71,13 +81,7 @@ def plot_training(log_history: list[dict], out_png: str | Path, title: str) -> P
         rate_axis.set(xlabel="step", ylabel="%", title="error rates on the evaluation set")
         rate_axis.grid(alpha=0.3)
         rate_axis.legend(loc="upper right", fontsize="small")
-    figure.suptitle(title)
-    figure.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png)
-    plt.close(figure)
-    return out_png
+    return _save(figure, title, out_png)
 
 
 def read_history(path: str | Path) -> list[dict]:
@@ -121,13 +125,7 @@ def plot_comparison(runs: list[tuple[str, list[dict]]], out_png: str | Path, tit
     for axis in (loss_axis, rate_axis):
         axis.grid(alpha=0.3)
         axis.legend(loc="best", fontsize="small")
-    figure.suptitle(title)
-    figure.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png)
-    plt.close(figure)
-    return out_png
+    return _save(figure, title, out_png)
 
 
 def _run_spec(spec: str) -> tuple[str, Path]:
