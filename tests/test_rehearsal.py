@@ -23,6 +23,7 @@ def test_every_release_step_runs_at_tiny_scale(tmp_path):
     target = "Qwen2AudioGraftForConditionalGeneration"
     fresh = results["outputs"]["fresh_process"]
     assert (fresh["class"], fresh["pipeline"], fresh["dtype"]) == (target, "Qwen2AudioGraftASRPipeline", "torch.bfloat16")
+    assert fresh["forward_calls"] >= 1  # the pushed model generated, not just loaded
     assert results["outputs"]["nf4_audio_only"]["visual"] is True  # the vision tower left out
     assert results["outputs"]["nf4_audio_only"]["new_tokens"] == 4
     counts = results["parameters"]

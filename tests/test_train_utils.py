@@ -17,7 +17,7 @@ from train.card import main as card_main
 from train.evaluation.metrics import clip_records, compute_metrics, normalize, wer_by_group, write_jsonl
 from train.stages import plots
 from train.stages.plots import plot_training
-from train.push import FakeHfApi, check_upload, files_to_upload, push
+from train.push import FakeHfApi, check_upload, files_to_upload, push, verify
 from train.push import main as push_main
 
 # Normalised: "the cat sat on the mat" / "please open the door" / "good morning" (6 + 4 + 2 = 12 words).
@@ -242,7 +242,20 @@ def test_push_cli_records_upload_and_verifies_local_folder(tiny_graft, tmp_path,
     uploaded = json.loads(record.read_text())["commits"][0]["paths"]
     assert {"README.md", "config.json", "model.safetensors", "samples/clip1.wav"} <= set(uploaded)
     assert ".env" not in uploaded
-    assert f"verify {tiny_graft} on samples/clip1.wav: " in capsys.readouterr().out
+    verified = re.search(rf"verify {re.escape(str(tiny_graft))} on samples/clip1.wav: '.*' \((\d+) forward passes\)",
+                         capsys.readouterr().out)
+    assert verified and int(verified.group(1)) >= 1  # the reloaded model generated, not just loaded
+
+
+def test_verify_refuses_a_sample_the_model_was_not_run_on(tiny_graft, tmp_path):
+    import numpy as np
+    import soundfile
+
+    silent = tmp_path / "silence.wav"
+    soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(RuntimeError, match=rf"^--verify: the model was not run on {re.escape(str(silent))} \(silent\?\): "
+                                           "nothing was checked$"):  # fmt: skip
+        verify(str(tiny_graft), silent)
 
 
 def test_card_snippets_run_against_the_tiny_graft(tiny_graft):

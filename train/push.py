@@ -160,8 +160,9 @@ class FakeHfApi:
             self.record_path.write_text(json.dumps(self.record, indent=2) + "\n", encoding="utf-8")
 
 
-def verify(repo_id: str, audio_path: str | Path) -> str:
-    """Reload `repo_id` (Hub id or local folder) as users will, with remote code, and transcribe one file."""
+def verify(repo_id: str, audio_path: str | Path) -> tuple[str, int]:
+    """Reload `repo_id` (Hub id or local folder) as users will, with remote code, and transcribe one file:
+    the text and the number of the model's forward passes (0 is an error: the model was not run)."""
     # Imported here: loading the pipeline machinery is slow and only --verify needs it.
     from transformers import pipeline
     from transformers.audio_utils import load_audio
@@ -170,7 +171,14 @@ def verify(repo_id: str, audio_path: str | Path) -> str:
     sampling_rate = asr.feature_extractor.sampling_rate
     # Decoded by transformers' own audio reader and passed as samples, as any user of the Hub repo can.
     audio = load_audio(str(audio_path), sampling_rate=sampling_rate)
-    return asr({"raw": audio, "sampling_rate": sampling_rate})["text"]
+    passes = []
+    asr.model.register_forward_hook(lambda *_: passes.append(1))
+    # The energy rule passes any sound to the model: Silero VAD would skip a sample without speech (a test tone)
+    # and the check would load the model without running it.
+    text = asr({"raw": audio, "sampling_rate": sampling_rate}, speech_detector="energy")["text"]
+    if not passes:
+        raise RuntimeError(f"--verify: the model was not run on {audio_path} (silent?): nothing was checked")
+    return text, len(passes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--verify needs a samples/*.wav in {args.folder}, got none")
         # The fake uploaded nothing, so the smoke run reloads the local folder instead.
         source = str(args.folder) if api is not None else args.repo_id
-        print(f"verify {source} on {samples[0]}: {verify(source, args.folder / samples[0])!r}")
+        text, passes = verify(source, args.folder / samples[0])
+        print(f"verify {source} on {samples[0]}: {text!r} ({passes} forward passes)")
 
 
 if __name__ == "__main__":
