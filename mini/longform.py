@@ -173,7 +173,12 @@ def load_whisper(model: str, num_beams: int):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     whisper = WhisperForConditionalGeneration.from_pretrained(model).eval()
-    whisper.generation_config.update(language="en", task="transcribe", num_beams=num_beams, do_sample=False)
+    config = whisper.generation_config
+    # `update` sets only GenerationConfig's own fields and hands back the rest: language and task are
+    # Whisper's, and left to it they made every `generate` detect the language first, a second encoder
+    # pass over the batch (Whisper's own `generate(language=...)` sets them as attributes, as here).
+    config.language, config.task = "en", "transcribe"
+    config.update(num_beams=num_beams, do_sample=False)
     return whisper, WhisperProcessor.from_pretrained(model)
 
 

@@ -32,3 +32,56 @@ def test_timestamp_error_counts_only_starts_after_a_pause():
     chunks = [{"timestamp": (0.45, 2.9)}, {"timestamp": (6.2, 8.0)}]
     assert longform.timestamp_errors(sentences, chunks) == pytest.approx([0.05, 0.2])
     assert longform.timestamp_errors(sentences, []) == [float("inf"), float("inf")]
+
+
+def _tiny_multilingual_whisper(folder):
+    """A random Whisper with a multilingual generation config (two languages), its processor beside it."""
+    import json
+
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+    from transformers import WhisperProcessor, WhisperTokenizer
+
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>",
+                "<|startofprev|>", "<|notimestamps|>"]  # fmt: skip
+    vocab = {token: i for i, token in enumerate(["a", "b", "c"] + specials)}
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), additional_special_tokens=specials[1:])
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
+    eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
+    model = WhisperForConditionalGeneration(WhisperConfig(
+        d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=32, num_mel_bins=80, vocab_size=len(vocab), pad_token_id=eot,
+        bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot, begin_suppress_tokens=None, suppress_tokens=None,
+    ))  # fmt: skip
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, max_length=8,
+        is_multilingual=True, lang_to_id={"<|en|>": vocab["<|en|>"], "<|de|>": vocab["<|de|>"]},
+        task_to_id={"translate": vocab["<|translate|>"], "transcribe": vocab["<|transcribe|>"]},
+        no_timestamps_token_id=vocab["<|notimestamps|>"], prev_sot_token_id=vocab["<|startofprev|>"],
+    )  # fmt: skip
+    model.save_pretrained(folder)
+    return vocab
+
+
+def test_load_whisper_prompts_english_without_detecting_the_language(tmp_path):
+    # GenerationConfig.update drops Whisper's language and task: generate then detected the language of
+    # every batch first, a second pass of the encoder.
+    import torch
+
+    vocab = _tiny_multilingual_whisper(tmp_path / "whisper")
+    model, processor = longform.load_whisper(str(tmp_path / "whisper"), num_beams=2)
+    assert (model.generation_config.language, model.generation_config.task, model.generation_config.num_beams) == (
+        "en", "transcribe", 2)  # fmt: skip
+    encoder_calls, prompts = [], []
+    model.model.encoder.register_forward_hook(lambda *args: encoder_calls.append(1))
+    model.model.decoder.register_forward_pre_hook(lambda module, args, kwargs: prompts.append(kwargs["input_ids"]),
+                                                  with_kwargs=True)  # fmt: skip
+    inputs = processor([np.zeros(16000, dtype=np.float32)] * 2, sampling_rate=16000, return_tensors="pt",
+                       return_attention_mask=True)  # fmt: skip
+    with torch.no_grad():
+        model.generate(inputs.input_features, attention_mask=inputs.attention_mask, max_new_tokens=2)
+    assert len(encoder_calls) == 1
+    expected = [vocab[t] for t in ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]]
+    assert prompts[0].tolist() == [expected] * 4  # 2 clips x 2 beams
