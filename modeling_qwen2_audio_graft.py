@@ -311,6 +311,12 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
         # parent hands unknown keyword arguments on to `self.model`, which consumes the audio.
         # The KV cache is left to kwargs: its name changed in transformers 5.24 (`cache`, was
         # `past_key_values`), and naming either here would send the parent both.
+        if self._beam_groups > 1 and input_features is not None and self.model._is_prefill(kwargs):
+            return self._prefill_once_per_clip(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache,
+                mm_token_type_ids=mm_token_type_ids, logits_to_keep=logits_to_keep, input_features=input_features,
+                input_features_mask=input_features_mask, **kwargs,
+            )  # fmt: skip
         if input_features is not None or audio_encoder_states is not None:
             kwargs.update(input_features=input_features, input_features_mask=input_features_mask,
                           audio_encoder_states=audio_encoder_states)  # fmt: skip
@@ -358,14 +364,63 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
             if kwargs.get("mm_token_type_ids") is not None:
                 kwargs["mm_token_type_ids"] = kwargs["mm_token_type_ids"].gather(1, order)
             attention_mask = attention_mask.gather(1, order)
-        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        self._beam_groups = self._rows_per_clip(input_ids, kwargs)
+        try:
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        finally:
+            self._beam_groups = 1
+
+    # Beams (or returned sequences) per clip while `generate` runs with them; 1 otherwise.
+    _beam_groups = 1
+
+    def _rows_per_clip(self, input_ids, kwargs: dict) -> int:
+        """How many identical rows `generate` will make of each clip (its beams) where their prompt can be
+        read once per clip: the audio as log-mel windows, no images, video or embeddings, a dynamic cache
+        started empty and no per-layer outputs asked for. 1 otherwise (`generate` then reads every row)."""
+        config = kwargs.get("generation_config") or self.generation_config
+
+        def setting(name):  # a generate argument, else the generation config's
+            return kwargs.get(name, getattr(config, name, None))
+
+        rows = max(setting("num_beams") or 1, setting("num_return_sequences") or 1)
+        others = ("inputs_embeds", "pixel_values", "pixel_values_videos", "audio_encoder_states", "cache",
+                  "past_key_values", "assistant_model", "prefill_chunk_size", "cache_implementation",
+                  "output_hidden_states", "output_attentions")  # fmt: skip
+        asked = [setting(name) for name in others]  # tensors among them: compared by identity
+        if input_ids is None or kwargs.get("input_features") is None or any(v is not None and v is not False for v in asked):
+            return 1
+        return rows
+
+    def _prefill_once_per_clip(self, input_ids, attention_mask, position_ids, logits_to_keep, **kwargs):
+        """The prompt's pass of a beam search with one row per clip instead of one per beam, the cache and
+        logits then repeated for each beam: the beams of a clip share their prompt, so they read it once.
+
+        `generate` has repeated each prompt row `_beam_groups` times (its audio windows were left as they
+        were); the encoder and the LLM run over every `_beam_groups`-th row."""
+        groups, first = self._beam_groups, slice(None, None, self._beam_groups)
+        if position_ids is None or input_ids.shape[0] % groups:
+            raise ValueError(f"a beam prefill needs position_ids and {groups} rows a clip, got "
+                             f"{None if position_ids is None else tuple(position_ids.shape)} for {input_ids.shape[0]} rows")
+        if kwargs.get("mm_token_type_ids") is not None:
+            kwargs["mm_token_type_ids"] = kwargs["mm_token_type_ids"][first]
+        self._beam_groups = 1
+        try:
+            out = self(input_ids=input_ids[first], attention_mask=None if attention_mask is None else attention_mask[first],
+                       position_ids=position_ids[..., first, :], logits_to_keep=logits_to_keep, **kwargs)  # fmt: skip
+        finally:
+            self._beam_groups = groups
+        cache = out.get("cache", out.get("past_key_values"))
+        cache.batch_repeat_interleave(groups)
+        out["logits"] = out.logits.repeat_interleave(groups, dim=0)
+        return out
 
     def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
         # Windows are laid out per clip, not per row, so the generic batch-axis repeat would pair
         # rows with the wrong windows when a clip spans several windows: repeat each row's windows.
+        # Where the prompt is read once per clip (`_rows_per_clip`), they stay one set per clip.
         features = model_kwargs.pop("input_features", None)
         features_mask = model_kwargs.pop("input_features_mask", None)
-        if features is not None and expand_size > 1:
+        if features is not None and expand_size > 1 and self._beam_groups == 1:
             index = self._windows_by_row(input_ids, features_mask, expand_size)
             features, features_mask = features[index], features_mask[index]
         expanded_ids, model_kwargs = super()._expand_inputs_for_generation(

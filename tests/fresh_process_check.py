@@ -91,6 +91,23 @@ long_clip = (0.1 * rng.randn(70 * 16000)).astype(np.float32)
 text, audio_tokens = direct(long_clip, 3)
 report["long_70s"] = {"equals_generate": asr(long_clip, segment_audio=False, generate_kwargs=exactly(3))["text"] == text,
                       "audio_tokens": audio_tokens}  # fmt: skip
+# Beam search reads each clip's prompt once; the same beams as when every row is read (the stock way).
+prompt = processor.apply_chat_template(
+    [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Transcribe this audio."}]}],
+    tokenize=False, add_generation_prompt=True,
+)  # fmt: skip
+batch = processor(text=[prompt] * 2, audio=[long_clip, clips[0]], sampling_rate=16000)
+beams = {"num_beams": 3, "do_sample": False, "return_dict_in_generate": True, "output_scores": True, **exactly(3)}
+encoder_rows = []
+hook = model.model.audio_tower.register_forward_hook(lambda module, args, out: encoder_rows.append(args[0].shape[0]))
+with torch.no_grad():
+    once = model.generate(**batch, **beams)
+    model._rows_per_clip = lambda input_ids, kwargs: 1
+    every = model.generate(**batch, **beams)
+    del model._rows_per_clip
+hook.remove()
+report["beams"] = {"encoder_windows": encoder_rows, "same_sequences": bool(torch.equal(once.sequences, every.sequences)),
+                   "score_error": float((once.sequences_scores - every.sequences_scores).abs().max())}  # fmt: skip
 # A recording of three sounds between pauses: segmented, with timestamps, the same at every batch size.
 sound = [(0.2 * rng.randn(n)).astype(np.float32) for n in (24000, 40000, 16000)]
 pause = np.zeros(12000, dtype=np.float32)

@@ -169,3 +169,29 @@ def test_static_cache_generates_what_the_dynamic_cache_does(tiny):
     model, processor = tiny
     clips = [make_clip(1.0), make_clip(31.0, seed=3)]
     assert _generate(model, processor, clips, cache_implementation="static") == _generate(model, processor, clips)
+
+
+def test_beam_search_reads_each_prompt_once_and_decodes_as_every_row_would(tiny, monkeypatch):
+    # The beams of a clip share its prompt: the encoder and the LLM read it once per clip, not once per beam.
+    model, processor = tiny
+    clips = [make_clip(65.0), make_clip(1.0, seed=1), make_clip(2.5, seed=2)]  # three windows, then one each
+    inputs = processor(text=[build_prompt(processor)] * 3, audio=clips, sampling_rate=SR)
+    windows, prompt_rows = [], []
+    model.model.audio_tower.register_forward_hook(lambda module, args, out: windows.append(args[0].shape[0]))
+    model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: prompt_rows.append(kwargs["inputs_embeds"].shape[:2]), with_kwargs=True)
+
+    def beams():
+        windows.clear(), prompt_rows.clear()
+        with torch.no_grad():
+            out = model.generate(**inputs, num_beams=3, num_return_sequences=2, max_new_tokens=4, min_new_tokens=4,
+                                 return_dict_in_generate=True, output_scores=True)  # fmt: skip
+        return out, list(windows), prompt_rows[0]
+
+    once, once_windows, once_prompt = beams()
+    assert once_windows == [5] and once_prompt == (3, inputs["input_ids"].shape[1])
+    monkeypatch.setattr(type(model), "_rows_per_clip", lambda self, input_ids, kwargs: 1)
+    every, every_windows, every_prompt = beams()
+    assert every_windows == [15] and every_prompt == (9, inputs["input_ids"].shape[1])
+    assert torch.equal(once.sequences, every.sequences)
+    torch.testing.assert_close(once.sequences_scores, every.sequences_scores)

@@ -78,6 +78,9 @@ def test_fresh_process_loads_and_matches(tiny, tiny_dir, tmp_path, python):
     assert report["file_equals_resampled_array"] is True  # a 22.05 kHz WAV file, read and resampled
     assert report["dict_44k_equals_resampled_array"] is True
     assert report["long_70s"] == {"equals_generate": True, "audio_tokens": 3500}  # 1500 + 1500 + 500, not cut
+    # 3 beams over a 70 s clip (3 windows) and a short one (1): 4 windows read once, 12 when every row is read
+    assert report["beams"]["encoder_windows"] == [4, 12] and report["beams"]["same_sequences"] is True
+    assert report["beams"]["score_error"] < 1e-5
     # segments at the pauses (0.75 s of silence between sounds of 1.5, 2.5 and 1 s), widened by 50 ms
     assert report["timestamps"] == {"chunks": [[0.7, 2.3], [2.95, 5.55], [6.2, 7.3]], "batch_1_equals_3": True,
                                     "texts": True}
