@@ -125,3 +125,17 @@ def test_step_profile_times_each_part_of_a_training_step(tiny_dir, tmp_path):
     assert joined["per_item"]["audio"] > 1.5 * single["per_item"]["audio"]
     assert joined["per_item"]["answer"] > 1.5 * single["per_item"]["answer"]
     assert 0 <= joined["per_item"]["padding"] < 1
+
+
+def test_beam_prefill_times_both_ways_and_they_write_the_same_texts(tiny_dir, tmp_path):
+    from bench import beam_prefill
+    from train.building.toy_audio import make_toy_audio
+
+    manifests = make_toy_audio(tmp_path / "audio", train=2, devtest=3, words=4, max_words=1)
+    results = beam_prefill.main(["--model", str(tiny_dir), "--data", str(manifests["devtest"]), "--clips", "3",
+                                 "--batch_size", "2", "--num_beams", "3", "--rounds", "1", "--max_new_tokens", "3",
+                                 "--speech_detector", "energy"])  # fmt: skip
+    assert results["clips"] == 3 and results["same_texts"] is True
+    # the encoder reads each clip's window once, against once for each of the 3 beams
+    assert results["encoder_windows"] == {"once": 3, "every": 9}
+    assert len(results["seconds"]["once"]) == len(results["seconds"]["every"]) == 1
