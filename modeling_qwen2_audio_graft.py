@@ -409,7 +409,8 @@ class Qwen2AudioGraftForConditionalGeneration(Qwen2AudioGraftPreTrainedModel, Qw
                        position_ids=position_ids[..., first, :], logits_to_keep=logits_to_keep, **kwargs)  # fmt: skip
         finally:
             self._beam_groups = groups
-        cache = out.get("cache", out.get("past_key_values"))
+        # `cache` from transformers 5.24 on, `past_key_values` before (asking 5.24 for it logs a deprecation)
+        cache = out["cache"] if "cache" in out.keys() else out["past_key_values"]
         cache.batch_repeat_interleave(groups)
         out["logits"] = out.logits.repeat_interleave(groups, dim=0)
         return out
