@@ -247,10 +247,15 @@ def _silero_model():
 
 def _silero_vad():
     # imported in a try block: transformers' remote-code loader then does not require it of every user
+    threads = torch.get_num_threads()
     try:
         import silero_vad
     except ImportError as error:
         raise ImportError('speech_detector="silero" needs Silero VAD: pip install silero-vad') from error
+    finally:
+        # Importing silero_vad calls torch.set_num_threads(1) for the whole process: the encoder and the LLM
+        # would then run on one core of the CPU, whatever it has.
+        torch.set_num_threads(threads)
     return silero_vad
 
 

@@ -39,8 +39,8 @@ def main(argv=None) -> dict:
         raise ValueError(f"{args.model}: its modeling code predates reading the prompt once per clip: rebuild it")
     kwargs = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
               "generate_kwargs": {"num_beams": args.num_beams}}  # fmt: skip
-    encoder_windows = []
-    asr.model.model.audio_tower.register_forward_hook(lambda module, args, out: encoder_windows.append(args[0].shape[0]))
+    encoder_windows = []  # the projector's input: one row per encoded window, whichever way the encoder ran
+    asr.model.model.audio_projector.register_forward_hook(lambda module, args, out: encoder_windows.append(args[0].shape[0]))
 
     def transcribe(way: str) -> tuple[float, list[str]]:
         if way == "every":

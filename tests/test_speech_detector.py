@@ -77,3 +77,16 @@ def test_which_detector_runs(asr, tiny_dir, monkeypatch):
     fallback = pipeline("automatic-speech-recognition", model=str(tiny_dir), trust_remote_code=True)
     words = {"max_new_tokens": 2, "min_new_tokens": 2, "suppress_tokens": non_text_tokens(fallback.model, fallback.processor)}
     assert fallback(non_speech(seconds=5.0)["white noise"], generate_kwargs=words)["text"] != ""  # the energy rule ran
+
+
+def test_silero_leaves_torch_its_threads():
+    # silero_vad's import sets torch.set_num_threads(1) for the process; in a fresh process, where the
+    # import really runs, the pipeline's detector must hand torch its thread count back.
+    import subprocess
+
+    code = ("import numpy, torch; torch.set_num_threads(2); "
+            "from qwen2_audio_graft.pipeline_qwen2_audio_graft import silero_speech_frames; "
+            "silero_speech_frames(numpy.zeros(16000, numpy.float32)); import silero_vad; print(torch.get_num_threads())")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "2"
