@@ -56,13 +56,16 @@ def exactly(new_tokens):
     return {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "suppress_tokens": special}
 
 
+# The pipeline's prompt.
+PROMPT = processor.apply_chat_template(
+    [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Transcribe this audio."}]}],
+    tokenize=False, add_generation_prompt=True,
+)  # fmt: skip
+
+
 def direct(clip, new_tokens):
     """model.generate on the pipeline's prompt, greedy, exactly `new_tokens` tokens."""
-    prompt = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Transcribe this audio."}]}],
-        tokenize=False, add_generation_prompt=True,
-    )  # fmt: skip
-    batch = processor(text=prompt, audio=clip, sampling_rate=16000)
+    batch = processor(text=PROMPT, audio=clip, sampling_rate=16000)
     out = model.generate(**batch, do_sample=False, num_beams=1, **exactly(new_tokens))
     new = out[0, batch["input_ids"].shape[1] :]
     return processor.decode(new, skip_special_tokens=True).strip(), int((batch["input_ids"] == config.audio_token_id).sum())
@@ -92,11 +95,7 @@ text, audio_tokens = direct(long_clip, 3)
 report["long_70s"] = {"equals_generate": asr(long_clip, segment_audio=False, generate_kwargs=exactly(3))["text"] == text,
                       "audio_tokens": audio_tokens}  # fmt: skip
 # Beam search reads each clip's prompt once; the same beams as when every row is read (the stock way).
-prompt = processor.apply_chat_template(
-    [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "Transcribe this audio."}]}],
-    tokenize=False, add_generation_prompt=True,
-)  # fmt: skip
-batch = processor(text=[prompt] * 2, audio=[long_clip, clips[0]], sampling_rate=16000)
+batch = processor(text=[PROMPT] * 2, audio=[long_clip, clips[0]], sampling_rate=16000)
 beams = {"num_beams": 3, "do_sample": False, "return_dict_in_generate": True, "output_scores": True, **exactly(3)}
 encoder_rows = []
 hook = model.model.audio_tower.register_forward_hook(lambda module, args, out: encoder_rows.append(args[0].shape[0]))
