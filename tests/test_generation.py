@@ -176,17 +176,21 @@ def test_beam_search_reads_each_prompt_once_and_decodes_as_every_row_would(tiny,
     model, processor = tiny
     clips = [make_clip(65.0), make_clip(1.0, seed=1), make_clip(2.5, seed=2)]  # three windows, then one each
     inputs = processor(text=[build_prompt(processor)] * 3, audio=clips, sampling_rate=SR)
-    windows, prompt_rows = [], []
-    model.model.audio_tower.register_forward_hook(lambda module, args, out: windows.append(args[0].shape[0]))
-    model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: prompt_rows.append(kwargs["inputs_embeds"].shape[:2]), with_kwargs=True)
 
     def beams():
-        windows.clear(), prompt_rows.clear()
-        with torch.no_grad():
-            out = model.generate(**inputs, num_beams=3, num_return_sequences=2, max_new_tokens=4, min_new_tokens=4,
-                                 return_dict_in_generate=True, output_scores=True)  # fmt: skip
-        return out, list(windows), prompt_rows[0]
+        # hooks on the session's tiny model, removed again so that no later test carries them
+        windows, prompt_rows = [], []
+        hooks = [model.model.audio_tower.register_forward_hook(lambda module, args, out: windows.append(args[0].shape[0])),
+                 model.model.language_model.register_forward_pre_hook(
+                     lambda module, args, kwargs: prompt_rows.append(kwargs["inputs_embeds"].shape[:2]), with_kwargs=True)]  # fmt: skip
+        try:
+            with torch.no_grad():
+                out = model.generate(**inputs, num_beams=3, num_return_sequences=2, max_new_tokens=4, min_new_tokens=4,
+                                     return_dict_in_generate=True, output_scores=True)  # fmt: skip
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return out, windows, prompt_rows[0]
 
     once, once_windows, once_prompt = beams()
     assert once_windows == [5] and once_prompt == (3, inputs["input_ids"].shape[1])
